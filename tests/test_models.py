@@ -1,0 +1,58 @@
+"""The paper's architectures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fa_core import build_model, feedback_layers
+from fa_core.layers import FeedbackConv2d, LocallyConnected2d
+
+
+@pytest.mark.parametrize("dataset,shape", [("mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))])
+@pytest.mark.parametrize("name", ["mlp", "lc_cnn", "conv_cnn", "dae"])
+def test_every_model_runs_forward_and_backward(name, dataset, shape):
+    model = build_model(name, dataset=dataset, rule="fa", seed=0)
+    x = torch.rand(2, *shape)
+    out = model(x)
+    assert out.shape == ((2, 10) if model.task == "classify" else (2, *shape))
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_lc_cnn_shapes_follow_the_paper():
+    mnist = build_model("lc_cnn", "mnist", "fa")
+    lcs = [m for _, m in feedback_layers(mnist) if isinstance(m, LocallyConnected2d)]
+    assert [(m.in_channels, m.out_channels, m.output_size) for m in lcs] == [(1, 6, (28, 28)), (6, 16, (14, 14))]
+    assert mnist.fc3.in_features == 16 * 7 * 7
+    cifar = build_model("lc_cnn", "cifar10", "fa")
+    lcs = [m for _, m in feedback_layers(cifar) if isinstance(m, LocallyConnected2d)]
+    assert [m.output_size for m in lcs] == [(32, 32), (15, 15), (7, 7)]
+    assert cifar.fc4.in_features == 64 * 3 * 3
+    conv = build_model("conv_cnn", "cifar10", "bp")
+    assert sum(isinstance(m, FeedbackConv2d) for m in conv.modules()) == 3
+
+
+def test_same_seed_gives_same_forward_weights_for_every_rule():
+    models = [build_model("lc_cnn", "mnist", rule, seed=7, **params) for rule, params in [("bp", {}), ("fa", {}), ("fa_ex", {"p": 100})]]
+    params = [dict(m.named_parameters()) for m in models]
+    for other in params[1:]:
+        for name, tensor in params[0].items():
+            assert torch.equal(tensor, other[name]), name
+    assert models[0].fc3.feedback is None
+    assert not torch.equal(models[1].fc3.feedback, models[1].fc3.weight)
+
+
+def test_dae_feedback_uses_kaiming_a_half():
+    model = build_model("dae", "mnist", "fa", seed=0)
+    bound = (2 / 1.25) ** 0.5 * (3 / 784) ** 0.5
+    assert model.fc1.feedback.abs().max() <= bound
+    assert model.fc1.feedback.abs().max() > 0.95 * bound
+    assert model.predict(torch.rand(1, 1, 28, 28)).min() >= 0
+
+
+def test_unknown_names_are_refused_clearly():
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        build_model("resnet")
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        build_model("mlp", dataset="svhn")
