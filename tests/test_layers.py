@@ -13,8 +13,16 @@ import torch.nn.functional as F
 
 from fa_core import FeedbackConv2d, FeedbackLinear, LocallyConnected2d, get_rule
 
-torch.set_default_dtype(torch.float64)
 RULE_SPECS = [("fa", {}), ("fa_ex", {"p": 100}), ("fa_ex", {"p": 30})]
+
+
+@pytest.fixture(autouse=True)
+def float64_by_default():
+    """Exact comparisons in double precision, restored afterwards for the other test modules."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _grads(layer, x, grad_out):
