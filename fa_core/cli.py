@@ -14,6 +14,7 @@ from tqdm import tqdm
 from .checkpoints import atomic_write_bytes, save_checkpoint
 from .data import DatasetError, DATASETS
 from .data import cli as data_cli
+from . import reproduce
 from .models import MODELS
 from .rules import RULES
 from .training import (
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(subparsers)
     data_cli.register(subparsers)
+    reproduce.register(subparsers)
     return parser
 
 

@@ -1,0 +1,68 @@
+"""The reproduce command on a tiny budget, and its resume logic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fa_core import reproduce
+from fa_core.cli import main
+from fa_core.reproduce import Budget, ResultStore, is_close, run_table, table_cells
+
+
+def test_tables_hold_the_paper_cells_and_extra_rows():
+    t1 = {c.cell_id: c for c in table_cells("table1")}
+    assert t1["table1/FA/CNN"].paper == 98.63 and t1["table1/FA/CNN"].config.model == "lc_cnn"
+    assert t1["table1/BP/CNN"].config.model == "conv_cnn"
+    assert t1["table1/BP (locally connected)/CNN"].config.model == "lc_cnn" and t1["table1/BP (locally connected)/CNN"].paper is None
+    assert t1["table1/FA (shared conv)/CNN"].config.rule == "fa"
+    t3 = table_cells("table3")
+    assert {(c.row, c.config.sigma) for c in t3} == {(r, s) for r in ("BP", "FA") for s in (0.0, 100.0, 255.0)}
+    assert all(c.config.optimizer == "rmsprop" and c.config.batch_size == 128 for c in t3)
+    assert {c.config.dataset for c in table_cells("table2")} == {"cifar10"}
+    with pytest.raises(ValueError, match="unknown table"):
+        table_cells("table9")
+
+
+def test_one_cell_tiny_budget_then_resume_skips_it(tmp_path):
+    budget = Budget(epochs=1, train_limit=256, test_limit=128, device="cpu")
+    only = lambda cell: cell.cell_id == "table3/FA/sigma 100"  # noqa: E731
+    messages: list[str] = []
+    store = run_table(["table3"], 1, tmp_path, budget, only, progress=messages.append)
+    entry = store.data["table3/FA/sigma 100"]
+    run = entry["runs"]["2023"]
+    assert run["status"] == "finished" and 0 < run["value"] < 1.0
+    assert run["config"]["sigma"] == 100.0 and run["config"]["epochs"] == 1
+    assert entry["paper"] == 0.112
+    md = (tmp_path / "results.md").read_text()
+    assert "| FA | sigma 100 |" in md and "(n=1)" in md and "not run" in md
+    # Resume: a second call does not train again.
+    messages.clear()
+    run_table(["table3"], 1, tmp_path, budget, only, progress=messages.append)
+    assert messages and all(m.startswith("skip") for m in messages)
+    assert json.loads((tmp_path / "results.json").read_text()) == ResultStore.open(tmp_path / "results.json").data
+
+
+def test_failed_runs_are_rerun_on_resume(tmp_path, monkeypatch):
+    cell = next(c for c in table_cells("table3") if c.cell_id == "table3/BP/sigma 0")
+    store = ResultStore.open(tmp_path / "results.json")
+    store.put(cell, 2023, {"status": "failed", "message": "boom", "wall_s": 1.0})
+    calls = []
+    monkeypatch.setattr(reproduce, "run_cell", lambda c, cfg, on_event=None: calls.append(cfg) or {"status": "finished", "value": 0.1, "wall_s": 0.0})
+    run_table(["table3"], 1, tmp_path, Budget(epochs=1, train_limit=128, test_limit=64), lambda c: c is not None and c.cell_id == cell.cell_id, progress=lambda m: None)
+    assert len(calls) == 1 and calls[0].seed == 2023
+
+
+def test_cli_runs_a_filtered_cell(tmp_path, capsys):
+    code = main(["reproduce", "table1", "--seeds", "1", "--cell", "table1/FA/FC", "--epochs", "1",
+                 "--train-limit", "320", "--test-limit", "200", "--device", "cpu", "--out", str(tmp_path)])
+    assert code == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert list(data) == ["table1/FA/FC"]
+    assert 0 <= data["table1/FA/FC"]["runs"]["2023"]["value"] <= 100
+
+
+def test_tolerance():
+    assert is_close(98.2, 98.63, "test_accuracy") and not is_close(97.9, 98.63, "test_accuracy")
+    assert is_close(0.085, 0.088, "test_bce") and not is_close(0.095, 0.088, "test_bce")
