@@ -7,6 +7,18 @@ for backpropagation, ``B`` for feedback alignment). In the backward pass
 * ``grad_weight = grad_output (outer) input`` (the local update, the same for every rule).
 
 With ``operand is weight`` each function equals PyTorch's own layer (tested).
+
+The functions use the classic ``forward(ctx, ...)`` form: PyTorch binds the arguments of the
+``forward`` + ``setup_context`` form through :mod:`inspect` on every call, which costs more than
+a small layer's whole forward pass on a CPU.
+
+The locally connected layer works in a *batch-last* layout: its patches are an
+``(L, C*k*k, N)`` tensor (``L`` output positions, batch innermost) and its per-position products
+are ``bmm`` calls whose matrices are ``N`` columns wide. Copying an ``(N, C, H, W)`` input into
+``(C, H, W, N)`` order makes every patch row a contiguous run of ``k * N`` values, so extracting
+the patches and summing their gradients back onto the input are streaming copies and adds
+instead of gathers; the naive alternative (a copy of the input per output channel) is the
+reference in :mod:`fa_core.bench`.
 """
 
 from __future__ import annotations
@@ -21,16 +33,12 @@ class DenseFeedback(torch.autograd.Function):
     """``y = x W^T + b`` with ``dL/dx = dL/dy . M`` where ``M`` is the backward operand."""
 
     @staticmethod
-    def forward(
-        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, operand: torch.Tensor
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, operand: torch.Tensor
     ) -> torch.Tensor:
-        return F.linear(x, weight, bias)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        x, weight, bias, operand = inputs
         ctx.save_for_backward(x, operand)
         ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):  # type: ignore[override]
@@ -50,7 +58,8 @@ class ConvFeedback(torch.autograd.Function):
     """Shared-weight 2-D convolution whose input gradient is a transposed convolution with ``M``."""
 
     @staticmethod
-    def forward(
+    def forward(  # type: ignore[override]
+        ctx: Any,
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
@@ -58,15 +67,11 @@ class ConvFeedback(torch.autograd.Function):
         stride: tuple[int, int],
         padding: tuple[int, int],
     ) -> torch.Tensor:
-        return F.conv2d(x, weight, bias, stride, padding)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        x, weight, bias, operand, stride, padding = inputs
         ctx.save_for_backward(x, weight, operand)
         ctx.has_bias = bias is not None
         ctx.stride = stride
         ctx.padding = padding
+        return F.conv2d(x, weight, bias, stride, padding)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):  # type: ignore[override]
@@ -94,52 +99,64 @@ class ConvFeedback(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None
 
 
-def extract_patches(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    """Patches of ``x`` (N, C, H, W) as one contiguous (L, N, C*k*k) tensor, L = out_h * out_w.
+def local_patches(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """Patches of ``x`` (N, C, H, W) as one contiguous batch-last (L, C*k*k, N) tensor.
 
-    Patch entries are ordered (channel, row, column), as :func:`torch.nn.functional.unfold` orders them.
+    ``P[l, (c, a, b), n] = x_pad[n, c, s*i + a, s*j + b]`` for output position ``l = i * out_w + j``
+    (row-major), patch entries ordered (channel, row, column) as
+    :func:`torch.nn.functional.unfold` orders them.
     """
-    if padding:
-        x = F.pad(x, (padding, padding, padding, padding))
-    windows = x.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)
-    n, c, out_h, out_w, k, _ = windows.shape
-    return windows.permute(2, 3, 0, 1, 4, 5).reshape(out_h * out_w, n, c * k * k)
+    n, c, h, w = x.shape
+    padded = x.new_zeros(c, h + 2 * padding, w + 2 * padding, n)
+    padded[:, padding : padding + h, padding : padding + w, :] = x.permute(1, 2, 3, 0)
+    windows = padded.unfold(1, kernel_size, stride).unfold(2, kernel_size, stride)
+    _, out_h, out_w, _, k, _ = windows.shape
+    return windows.permute(1, 2, 0, 4, 5, 3).reshape(out_h * out_w, c * k * k, n)
 
 
-def fold_patches(
-    patches: torch.Tensor,
+def fold_local_patches(
+    grad_patches: torch.Tensor,
     input_shape: tuple[int, int, int, int],
     out_size: tuple[int, int],
     kernel_size: int,
     stride: int,
     padding: int,
 ) -> torch.Tensor:
-    """Adjoint of :func:`extract_patches`: sum (L, N, C*k*k) patch gradients back onto the input."""
+    """Adjoint of :func:`local_patches`: ``dL/dx[n, c, y, x] = sum of dL/dP`` over every patch
+    entry that reads input pixel ``(c, y, x)``, returned as an (N, C, H, W) view.
+
+    One strided add per kernel offset ``(a, b)``, each over contiguous runs of ``N`` values.
+    """
     n, c, h, w = input_shape
     out_h, out_w = out_size
     k = kernel_size
-    grid = patches.reshape(out_h, out_w, n, c, k, k).permute(2, 3, 4, 5, 0, 1)
-    padded = patches.new_zeros(n, c, h + 2 * padding, w + 2 * padding)
+    grid = grad_patches.view(out_h, out_w, c, k, k, n)
+    padded = grad_patches.new_zeros(c, h + 2 * padding, w + 2 * padding, n)
     row_span = stride * (out_h - 1) + 1
     col_span = stride * (out_w - 1) + 1
-    for i in range(k):
-        for j in range(k):
-            padded[:, :, i : i + row_span : stride, j : j + col_span : stride] += grid[:, :, i, j]
-    if padding:
-        padded = padded[:, :, padding : padding + h, padding : padding + w]
-    return padded
+    for a in range(k):
+        for b in range(k):
+            padded[:, a : a + row_span : stride, b : b + col_span : stride, :] += grid[:, :, :, a, b, :].permute(
+                2, 0, 1, 3
+            )
+    return padded[:, padding : padding + h, padding : padding + w, :].permute(3, 0, 1, 2)
 
 
 class LocalFeedback(torch.autograd.Function):
-    """Locally connected layer: ``y[n, o, l] = sum_i W[l, i, o] P[l, n, i] + b[l, o]``.
+    """Locally connected layer: ``y[n, o, l] = sum_i W[l, i, o] P[l, i, n] + b[l, o]``.
 
-    ``P`` holds the input patches at output position ``l``; every position has its own filter.
-    Backward: ``dL/dP[l] = dL/dy[l] . M[l]^T`` (then summed back onto the input) and
-    ``dL/dW[l] = P[l]^T . dL/dy[l]``, batched over positions with ``bmm``.
+    ``P`` (:func:`local_patches`) holds the input patch at output position ``l``; every position
+    has its own filter ``W[l]`` (``C*k*k x O``). Per position, batched with ``bmm``:
+
+    * forward ``Y[l] = W[l]^T P[l] (+ b[l])``, an ``O x N`` block;
+    * ``dL/dP[l] = M[l] . dL/dY[l]`` (then summed back onto the input by
+      :func:`fold_local_patches`);
+    * ``dL/dW[l] = P[l] . dL/dY[l]^T`` and ``dL/db[l] = sum_n dL/dY[l]``.
     """
 
     @staticmethod
-    def forward(
+    def forward(  # type: ignore[override]
+        ctx: Any,
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
@@ -149,32 +166,29 @@ class LocalFeedback(torch.autograd.Function):
         padding: int,
         out_size: tuple[int, int],
     ) -> torch.Tensor:
-        patches = extract_patches(x, kernel_size, stride, padding)
+        patches = local_patches(x, kernel_size, stride, padding)
+        weight_t = weight.transpose(1, 2)
         if bias is None:
-            out = torch.bmm(patches, weight)
+            out = torch.bmm(weight_t, patches)
         else:
-            out = torch.baddbmm(bias.unsqueeze(1), patches, weight)
-        return out.permute(1, 2, 0).unflatten(2, out_size)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        x, weight, bias, operand, kernel_size, stride, padding, out_size = inputs
-        ctx.save_for_backward(x, operand)
+            out = torch.baddbmm(bias.unsqueeze(2), weight_t, patches)
+        ctx.save_for_backward(patches, operand)
         ctx.has_bias = bias is not None
-        ctx.geometry = (kernel_size, stride, padding, out_size)
+        ctx.geometry = (tuple(x.shape), kernel_size, stride, padding, out_size)
+        n, o = x.shape[0], weight.shape[2]
+        return out.permute(2, 0, 1).contiguous().view(n, *out_size, o).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):  # type: ignore[override]
-        x, operand = ctx.saved_tensors
-        kernel_size, stride, padding, out_size = ctx.geometry
-        grad = grad_out.flatten(2).permute(2, 0, 1).contiguous()
+        patches, operand = ctx.saved_tensors
+        input_shape, kernel_size, stride, padding, out_size = ctx.geometry
+        grad = grad_out.permute(2, 3, 1, 0).reshape(-1, grad_out.shape[1], grad_out.shape[0])
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_patches = torch.bmm(grad, operand.transpose(1, 2))
-            grad_x = fold_patches(grad_patches, tuple(x.shape), out_size, kernel_size, stride, padding)
+            grad_patches = torch.bmm(operand, grad)
+            grad_x = fold_local_patches(grad_patches, input_shape, out_size, kernel_size, stride, padding)
         if ctx.needs_input_grad[1]:
-            patches = extract_patches(x, kernel_size, stride, padding)
-            grad_w = torch.bmm(patches.transpose(1, 2), grad)
+            grad_w = torch.bmm(patches, grad.transpose(1, 2))
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum(1)
+            grad_b = grad.sum(2)
         return grad_x, grad_w, grad_b, None, None, None, None, None
