@@ -275,6 +275,61 @@ def write_markdown(store: ResultStore, names: list[str], path: Path) -> None:
     atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def judge(diff: float | None, metric: str) -> str:
+    """How a measured mean compares with the paper: ``close`` (within :func:`is_close`'s
+    tolerance), ``better`` or ``worse`` (higher accuracy / lower BCE is better), or ``none``
+    (no paper value or nothing measured)."""
+    if diff is None:
+        return "none"
+    if math.isclose(diff, 0.0, abs_tol=0.005 if metric == "test_bce" else 0.5):
+        return "close"
+    higher_is_better = metric != "test_bce"
+    return "better" if (diff > 0) == higher_is_better else "worse"
+
+
+def table_view(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One plain dict per cell of table ``name`` for display: the cell, its protocol, the paper's
+    value and the measured summary from ``data`` (a ``results.json`` mapping) with its verdict."""
+    rows = []
+    for cell in table_cells(name):
+        summary = cell_summary(data.get(cell.cell_id, {}))
+        c = cell.config
+        rows.append(
+            {
+                "cell_id": cell.cell_id,
+                "row": cell.row,
+                "column": cell.column,
+                "model": c.model,
+                "rule": c.rule_label(),
+                "protocol": f"{c.optimizer} {c.lr:g}, batch {c.batch_size}, {c.epochs} ep",
+                "metric": cell.metric,
+                "paper": cell.paper,
+                "mean": None if summary is None else summary["mean"],
+                "std": None if summary is None else summary["std"],
+                "n": 0 if summary is None else summary["n"],
+                "diff": None if summary is None else summary["diff"],
+                "wall_s_per_seed": None if summary is None else summary["wall_s"] / summary["n"],
+                "verdict": judge(None if summary is None else summary["diff"], cell.metric),
+                "note": cell.note,
+            }
+        )
+    return rows
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """A ``results.json`` mapping, ``{}`` when the file is missing; a clear error when it is not JSON."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a readable results file: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a results file (expected a JSON object)")
+    return data
+
+
 def register(subparsers: Any) -> None:
     """Add ``reproduce`` to the CLI."""
     p = subparsers.add_parser("reproduce", help="run the paper's tables (resumable) and write results.json/results.md")

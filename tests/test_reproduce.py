@@ -66,3 +66,36 @@ def test_cli_runs_a_filtered_cell(tmp_path, capsys):
 def test_tolerance():
     assert is_close(98.2, 98.63, "test_accuracy") and not is_close(97.9, 98.63, "test_accuracy")
     assert is_close(0.085, 0.088, "test_bce") and not is_close(0.095, 0.088, "test_bce")
+
+
+def test_judge_reads_the_direction_of_each_metric():
+    assert reproduce.judge(0.3, "test_accuracy") == "close"
+    assert reproduce.judge(-0.8, "test_accuracy") == "worse" and reproduce.judge(0.8, "test_accuracy") == "better"
+    assert reproduce.judge(0.004, "test_bce") == "close"
+    assert reproduce.judge(0.01, "test_bce") == "worse" and reproduce.judge(-0.01, "test_bce") == "better"
+    assert reproduce.judge(None, "test_bce") == "none"
+
+
+def test_table_view_summarises_stored_runs(tmp_path):
+    cell = next(c for c in table_cells("table3") if c.cell_id == "table3/BP/sigma 0")
+    store = ResultStore.open(tmp_path / "results.json")
+    store.put(cell, 2023, {"status": "finished", "value": 0.0810, "wall_s": 10.0})
+    store.put(cell, 2024, {"status": "finished", "value": 0.0830, "wall_s": 30.0})
+    store.put(cell, 2025, {"status": "failed", "message": "nan", "wall_s": 1.0})
+    rows = {r["cell_id"]: r for r in reproduce.table_view("table3", reproduce.load_results(tmp_path / "results.json"))}
+    row = rows["table3/BP/sigma 0"]
+    assert row["n"] == 2 and row["mean"] == pytest.approx(0.082) and row["wall_s_per_seed"] == pytest.approx(20.0)
+    assert row["diff"] == pytest.approx(0.082 - 0.0816) and row["verdict"] == "close"
+    assert rows["table3/FA/sigma 0"]["n"] == 0 and rows["table3/FA/sigma 0"]["verdict"] == "none"
+    assert len(rows) == 6
+
+
+def test_load_results_missing_and_corrupt(tmp_path):
+    assert reproduce.load_results(tmp_path / "absent.json") == {}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not a readable results file"):
+        reproduce.load_results(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        reproduce.load_results(bad)
