@@ -27,18 +27,39 @@ class CheckpointError(ValueError):
     """A file that cannot be loaded as an FA Lab checkpoint; the message says why."""
 
 
+def _fsync(path: str | Path) -> None:
+    """Flush a file's (or a folder's) data to the disk; folders that cannot be opened are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then move the file into place, so readers never see half a file."""
+    """Call ``write(tmp_path)`` then move the file into place, so readers never see half a file.
+
+    The temporary file is a hidden ``.<name>.*.tmp`` beside the target. Its data is flushed to
+    the disk before the rename and the folder after it, so neither a killed process nor a power
+    cut leaves a truncated file under the final name.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync(path.parent)
 
 
 def save_checkpoint(model: Network, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -59,19 +80,28 @@ def save_checkpoint(model: Network, path: str | Path, metadata: dict[str, Any] |
 
 
 def _check_container(path: Path) -> None:
-    """Refuse files that are clearly not safetensors before handing them to the parser."""
+    """Refuse files that are clearly not safetensors before handing them to the parser.
+
+    A safetensors file is an 8-byte little-endian header length, then a JSON header that starts
+    with ``{``. That layout is checked first: the first byte of a valid file's header length can
+    be ``0x80``, the byte a pickle starts with, so a file is only called a pickle (or a zip)
+    when it is not a plausible safetensors file.
+    """
     size = path.stat().st_size
     with path.open("rb") as fh:
-        head = fh.read(8)
+        head = fh.read(9)
+    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if 2 <= header_len <= MAX_HEADER_BYTES and 8 + header_len <= size and head[8:9] == b"{":
+        return
     if head[:2] == b"PK":
         raise CheckpointError(f"{path.name} is a zip archive (a torch.save/pickle checkpoint?); FA Lab only loads safetensors files, and never unpickles")
     if head[:1] == b"\x80":
         raise CheckpointError(f"{path.name} is a Python pickle; FA Lab never unpickles files. Use a .safetensors checkpoint")
     if size < 8:
         raise CheckpointError(f"{path.name} is too short ({size} bytes) to be a safetensors file")
-    header_len = int.from_bytes(head, "little")
     if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
         raise CheckpointError(f"{path.name} is not a valid safetensors file (header length {header_len} does not fit a {size}-byte file)")
+    raise CheckpointError(f"{path.name} is not a valid safetensors file (its header is not JSON)")
 
 
 def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
