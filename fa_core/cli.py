@@ -62,6 +62,9 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-limit", type=int, help="use only the first N training examples")
     p.add_argument("--test-limit", type=int, help="use only the first N test examples")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--runs-dir", type=Path, help="also record the run in this run store, which the app lists "
+                   "(default $FA_LAB_RUNS_DIR, else <repo>/runs)")
+    p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
     p.set_defaults(handler=_run_train)
 
 
@@ -91,7 +94,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from .runs import RunRecorder, RunStore
+
     config = config_from_args(args)
+    recorder = None if args.no_store else RunRecorder(RunStore(args.runs_dir), config, source="cli")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, Any]] = []
@@ -99,6 +105,8 @@ def _run_train(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"config": config.to_dict(), "history": history, "final": {}}
     try:
         for event in train(config):
+            if recorder is not None:
+                recorder.handle(event)
             if isinstance(event, RunStarted):
                 print(
                     f"{config.rule_label()} {config.model} on {config.dataset} ({event.train_size} train / "
@@ -130,12 +138,20 @@ def _run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         result["final"] = {"status": "interrupted"}
         write_json(out / "metrics.json", result)
+        if recorder is not None:
+            recorder.interrupt()
+        raise
+    except Exception as err:
+        if recorder is not None:
+            recorder.fail(str(err))
         raise
     finally:
         if bar is not None:
             bar.close()
     write_json(out / "metrics.json", result)
     print(f"wrote {out / 'metrics.json'} and {out / 'model.safetensors'}", file=sys.stderr)
+    if recorder is not None:
+        print(f"recorded as run {recorder.run_id} in {recorder.store.root}", file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,11 @@ Layout of ``<root>/<run id>/``:
   created/started/ended timestamps, duration, error message, the user-visible name, owner;
 * ``model.safetensors``: the final checkpoint (see :mod:`fa_core.checkpoints`).
 
+``status.json`` also says where a run came from (``"source"``: ``"app"`` or ``"cli"``, with the
+CLI's process id while it runs) and, for the runs of one comparison, their ``"group"`` id.
+:class:`RunRecorder` turns the events of :func:`fa_core.training.train` into such a folder (the
+CLI uses it; the app's job manager writes the same files itself).
+
 The root is ``$FA_LAB_RUNS_DIR`` if set, else ``<repo>/runs``. Run ids are validated so that
 no id can name a path outside the root. Nothing here imports Streamlit.
 """
@@ -17,6 +22,7 @@ no id can name a path outside the root. Nothing here imports Streamlit.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -116,6 +122,92 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", text.lower()).strip("-") or "run"
 
 
+class LossHistory:
+    """Per-step losses, downsampled to at most ``max_points`` bucket means.
+
+    Buckets start one step wide; whenever the buffer is full, neighbouring buckets are merged
+    (the width doubles), so memory stays bounded and the whole run stays evenly covered.
+    Each point is ``(mean step, mean loss)`` of its bucket.
+    """
+
+    def __init__(self, max_points: int = 2000) -> None:
+        if max_points < 2:
+            raise ValueError("max_points must be at least 2")
+        self.max_points = max_points - max_points % 2
+        self.width = 1
+        self.steps: list[float] = []
+        self.values: list[float] = []
+        self._step_sum = 0.0
+        self._value_sum = 0.0
+        self._count = 0
+        self.last_step = 0
+        self.last_value: float | None = None
+
+    def extend(self, first_step: int, losses: list[float]) -> None:
+        for offset, loss in enumerate(losses):
+            self.add(first_step + offset, float(loss))
+
+    def add(self, step: int, loss: float) -> None:
+        self.last_step, self.last_value = step, loss
+        self._step_sum += step
+        self._value_sum += loss
+        self._count += 1
+        if self._count < self.width:
+            return
+        self.steps.append(self._step_sum / self._count)
+        self.values.append(self._value_sum / self._count)
+        self._step_sum = self._value_sum = 0.0
+        self._count = 0
+        if len(self.steps) >= self.max_points:
+            self._merge()
+
+    def _merge(self) -> None:
+        steps, values = self.steps, self.values
+        self.steps = [(steps[i] + steps[i + 1]) / 2 for i in range(0, len(steps) - 1, 2)]
+        self.values = [(values[i] + values[i + 1]) / 2 for i in range(0, len(values) - 1, 2)]
+        self.width *= 2
+
+    def points(self) -> tuple[list[float], list[float]]:
+        """Copies of the steps and values, including the partial last bucket."""
+        steps, values = list(self.steps), list(self.values)
+        if self._count:
+            steps.append(self._step_sum / self._count)
+            values.append(self._value_sum / self._count)
+        return steps, values
+
+
+class AngleHistory:
+    """Alignment angles over steps, thinned (every other point dropped) beyond ``max_points``."""
+
+    def __init__(self, max_points: int = 1000) -> None:
+        self.max_points = max(2, max_points)
+        self.steps: list[int] = []
+        self.weight: dict[str, list[float]] = {}
+        self.signal: dict[str, list[float]] = {}
+
+    def add(self, step: int, weight: dict[str, float], signal: dict[str, float]) -> None:
+        n = len(self.steps)
+        for series, values in ((self.weight, weight), (self.signal, signal)):
+            for layer in values:
+                series.setdefault(layer, [math.nan] * n)
+            for layer, points in series.items():
+                points.append(float(values.get(layer, math.nan)))
+        self.steps.append(step)
+        if len(self.steps) > self.max_points:
+            keep = list(range(0, len(self.steps) - 1, 2)) + [len(self.steps) - 1]
+            self.steps = [self.steps[i] for i in keep]
+            for series in (self.weight, self.signal):
+                for layer, points in series.items():
+                    series[layer] = [points[i] for i in keep]
+
+    def copy(self) -> tuple[list[int], dict[str, list[float]], dict[str, list[float]]]:
+        return (
+            list(self.steps),
+            {k: list(v) for k, v in self.weight.items()},
+            {k: list(v) for k, v in self.signal.items()},
+        )
+
+
 @dataclass
 class RunRecord:
     """What the store knows about one run (plain data; safe to hand to a page)."""
@@ -150,6 +242,7 @@ class RunStore:
         self.root = Path(root if root is not None else default_runs_dir()).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._final_cache: dict[str, tuple[int, dict[str, Any]]] = {}
 
     # ---- paths and ids -------------------------------------------------------------------
     def run_path(self, run_id: str) -> Path:
@@ -176,8 +269,12 @@ class RunStore:
         name: str | None = None,
         owner: str | None = None,
         status: str = "queued",
+        extra: dict[str, Any] | None = None,
     ) -> str:
-        """Make a new run folder with ``config.json`` and ``status.json``; return its id."""
+        """Make a new run folder with ``config.json`` and ``status.json``; return its id.
+
+        ``extra`` (JSON-ready) is merged into ``status.json``: ``source``, ``group``, ``pid``...
+        """
         if status not in STATUSES:
             raise RunError(f"unknown run status {status!r}")
         name = clean_name(name)
@@ -198,6 +295,7 @@ class RunStore:
                     "ended": None,
                     "duration_s": None,
                     "error": None,
+                    **(extra or {}),
                 },
             )
         return run_id
@@ -242,7 +340,7 @@ class RunStore:
         """
         changed = []
         for record in self.list_runs():
-            if record.state in ACTIVE_STATUSES:
+            if record.state in ACTIVE_STATUSES and not _owned_by_live_process(record.status):
                 self.update_status(
                     record.run_id,
                     status="interrupted",
@@ -298,6 +396,39 @@ class RunStore:
         records.sort(key=lambda r: (str(r.status.get("created") or ""), r.run_id), reverse=True)
         return records
 
+    def final_metrics(self, run_id: str) -> dict[str, Any]:
+        """The ``final`` block of a run's ``metrics.json`` plus ``epochs_done`` ({} if none yet).
+
+        Cached per run by the file's modification time, so listing many runs stays cheap.
+        """
+        path = self._existing(run_id) / "metrics.json"
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        with self._lock:
+            cached = self._final_cache.get(run_id)
+        if cached is not None and cached[0] == stamp:
+            return dict(cached[1])
+        metrics = _read_optional(path) or {}
+        final = dict(metrics.get("final") or {}) if isinstance(metrics, dict) else {}
+        history = metrics.get("history") if isinstance(metrics, dict) else None
+        final["epochs_done"] = len(history) if isinstance(history, list) else 0
+        with self._lock:
+            self._final_cache[run_id] = (stamp, final)
+        return dict(final)
+
+    def summaries(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """One flat row per run (newest first) for tables: see :func:`run_summary`."""
+        rows = []
+        for record in self.list_runs(owner=owner):
+            try:
+                final = self.final_metrics(record.run_id)
+            except RunError:
+                continue
+            rows.append(run_summary(record, final))
+        return rows
+
     # ---- internals -----------------------------------------------------------------------
     def _existing(self, run_id: str) -> Path:
         path = self.run_path(run_id)
@@ -332,3 +463,170 @@ def _rule_label(config: dict[str, Any]) -> str:
         return f"{rule}{float(params['p']):g}"
     return rule
 
+
+def _owned_by_live_process(status: dict[str, Any]) -> bool:
+    """True for a CLI run whose process (``status["pid"]``) is still alive on this machine."""
+    pid = status.get("pid")
+    if status.get("source") != "cli" or not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def rule_display_name(config: dict[str, Any]) -> str:
+    """``"FA_EX-80%"`` etc. for a stored config (falls back to the raw rule name)."""
+    from .rules import get_rule
+
+    rule = config.get("rule")
+    try:
+        return get_rule(str(rule), **(config.get("rule_params") or {})).display_name()
+    except (ValueError, TypeError):
+        return str(rule)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def run_summary(record: RunRecord, final: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A flat, JSON-ready row describing a run: ids, names, rule, model, dataset, status, final
+    test accuracy / BCE / loss, epochs done out of planned, duration, timestamps, group, source."""
+    config = record.config or {}
+    status = record.status
+    final = final or {}
+    return {
+        "run_id": record.run_id,
+        "name": record.name,
+        "status": record.state,
+        "rule": config.get("rule"),
+        "rule_label": rule_display_name(config),
+        "model": config.get("model"),
+        "dataset": config.get("dataset"),
+        "test_accuracy": _finite(final.get("test_accuracy")),
+        "test_bce": _finite(final.get("test_bce")),
+        "test_loss": _finite(final.get("test_loss")),
+        "epochs_done": int(final.get("epochs_done") or 0),
+        "epochs": config.get("epochs"),
+        "duration_s": _finite(status.get("duration_s")) if status.get("duration_s") is not None
+        else _finite(final.get("elapsed_s")),
+        "created": status.get("created"),
+        "ended": status.get("ended"),
+        "group": status.get("group"),
+        "source": status.get("source") or "app",
+        "owner": status.get("owner"),
+        "has_model": record.has_model,
+    }
+
+
+class RunRecorder:
+    """Persist one run from the events of :func:`fa_core.training.train` into a :class:`RunStore`.
+
+    ``RunRecorder(store, config).handle(event)`` for every event; :meth:`interrupt` when the
+    process is interrupted (Ctrl-C). Writes the same files as the app's jobs: config and status at
+    creation, metrics (with downsampled curves) at every epoch end and at the end, the final
+    checkpoint. The status is ``running`` while it goes, then ``finished``, ``stopped``,
+    ``failed`` or ``interrupted``. Store errors never stop training: they are kept in ``errors``.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        config: Any,
+        name: str | None = None,
+        source: str = "cli",
+        owner: str | None = None,
+        max_points: int = 2000,
+    ) -> None:
+        import time
+
+        self._time = time
+        self.store = store
+        self.config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        self.run_id = store.create(
+            self.config, name=name, owner=owner, status="running",
+            extra={"source": source, "pid": os.getpid(), "started": utc_now()},
+        )
+        self.loss = LossHistory(max_points)
+        self.angles = AngleHistory(max(2, max_points // 2))
+        self.history: list[dict[str, Any]] = []
+        self.final: dict[str, Any] = {}
+        self.status = "running"
+        self.errors: list[str] = []
+        self._clock = time.monotonic()
+
+    @property
+    def path(self) -> Path:
+        return self.store.run_path(self.run_id)
+
+    def metrics(self) -> dict[str, Any]:
+        steps, values = self.loss.points()
+        angle_steps, weight, signal = self.angles.copy()
+        return {
+            "config": dict(self.config),
+            "history": [dict(r) for r in self.history],
+            "final": dict(self.final),
+            "curves": {
+                "loss": {"steps": steps, "values": values},
+                "angles": {"steps": angle_steps, "weight": weight, "signal": signal},
+            },
+        }
+
+    def handle(self, event: Any) -> None:
+        kind = getattr(event, "kind", None)
+        if kind == "steps":
+            self.loss.extend(event.first_step, event.losses)
+        elif kind == "angles":
+            self.angles.add(event.step, event.weight, event.signal)
+        elif kind == "epoch":
+            self.history.append(dict(event.record))
+            self._write_metrics()
+        elif kind == "ended":
+            self.final = {**event.final, "status": event.status}
+            try:
+                self.store.save_model(self.run_id, event.model,
+                                      {"config": self.config, "final": self.final, "run_id": self.run_id})
+            except Exception as err:  # noqa: BLE001 - recorded, the run's result still counts
+                self.errors.append(f"checkpoint not saved: {err}")
+            self._end(event.status, error="; ".join(self.errors) or None)
+        elif kind == "failed":
+            self.final = {"status": "failed", "message": event.message, "steps": event.step}
+            self._end("failed", error=event.message)
+
+    def interrupt(self, message: str = "interrupted (Ctrl-C)") -> None:
+        """Mark the run ``interrupted`` (e.g. on KeyboardInterrupt), keeping what was recorded."""
+        if self.status == "running":
+            self.final = {**self.final, "status": "interrupted"}
+            self._end("interrupted", error=message)
+
+    def fail(self, message: str) -> None:
+        """Mark the run ``failed`` with ``message`` (an exception outside the training events)."""
+        if self.status == "running":
+            self.final = {**self.final, "status": "failed", "message": message}
+            self._end("failed", error=message)
+
+    def _end(self, status: str, error: str | None) -> None:
+        self.status = status
+        self._write_metrics()
+        self._update(status=status, ended=utc_now(), error=error, pid=None,
+                     duration_s=self._time.monotonic() - self._clock)
+
+    def _write_metrics(self) -> None:
+        try:
+            self.store.write_metrics(self.run_id, self.metrics())
+        except (RunError, OSError, TypeError, ValueError) as err:
+            self.errors.append(f"metrics not written: {err}")
+
+    def _update(self, **changes: Any) -> None:
+        try:
+            self.store.update_status(self.run_id, **changes)
+        except (RunError, OSError) as err:
+            self.errors.append(f"status not written: {err}")

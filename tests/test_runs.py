@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_dataset
 
 from fa_core.checkpoints import load_checkpoint
 from fa_core.models import build_model
-from fa_core.runs import RunError, RunStore, checkpoint_path, default_runs_dir, validate_run_id
+from fa_core.runs import (
+    RunError,
+    RunRecorder,
+    RunStore,
+    checkpoint_path,
+    default_runs_dir,
+    run_summary,
+    validate_run_id,
+)
+from fa_core.training import TrainConfig, train
 
 CONFIG = {"dataset": "mnist", "model": "mlp", "rule": "fa_ex", "rule_params": {"p": 80.0}, "epochs": 1}
 
@@ -150,3 +162,88 @@ def test_default_root_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert RunStore().root == (tmp_path / "elsewhere").resolve()
     monkeypatch.delenv("FA_LAB_RUNS_DIR")
     assert default_runs_dir().name == "runs"
+
+
+# ---- summaries, the recorder (CLI runs) and live CLI processes ----------------------------------
+
+
+def test_summaries_read_final_metrics_and_cache_them(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    run_id = store.create(CONFIG, name="x", extra={"source": "cli", "group": "g1"})
+    assert store.load_run(run_id).status["source"] == "cli"
+    row = store.summaries()[0]
+    assert row["run_id"] == run_id and row["test_accuracy"] is None and row["epochs_done"] == 0
+    assert row["rule_label"] == "FA_EX-80%" and row["group"] == "g1" and row["source"] == "cli"
+    store.write_metrics(run_id, {"config": CONFIG, "history": [{"epoch": 1}], "final": {"test_accuracy": 91.5}})
+    store.update_status(run_id, status="finished", duration_s=12.0)
+    row = store.summaries()[0]
+    assert row["test_accuracy"] == 91.5 and row["epochs_done"] == 1 and row["duration_s"] == 12.0
+    assert row["status"] == "finished" and not row["has_model"]
+    assert store.final_metrics(run_id)["test_accuracy"] == 91.5  # cached by mtime, still right
+    summary = run_summary(store.load_run(run_id), {"test_bce": float("nan")})
+    assert summary["test_bce"] is None
+
+
+def test_recorder_persists_a_run_from_training_events(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    config = TrainConfig(model="mlp", rule="fa", epochs=2, batch_size=32, device="cpu", probe_size=32)
+    recorder = RunRecorder(store, config, name="from the cli")
+    assert store.load_run(recorder.run_id).state == "running"
+    for event in train(config, dataset=synthetic_dataset("mnist", n_train=128, n_test=64), log_interval_s=0.0):
+        recorder.handle(event)
+    record = store.load_run(recorder.run_id)
+    assert record.state == "finished" and record.name == "from the cli"
+    assert record.status["source"] == "cli" and record.status["pid"] is None
+    assert record.status["ended"] and record.status["duration_s"] > 0
+    assert len(record.metrics["history"]) == 2 and record.metrics["final"]["status"] == "finished"
+    assert record.metrics["curves"]["loss"]["values"] and "fc2" in record.metrics["curves"]["angles"]["weight"]
+    model, meta = load_checkpoint(record.model_path)
+    assert meta["run_id"] == recorder.run_id
+    assert not recorder.errors
+
+    interrupted = RunRecorder(store, config)
+    interrupted.interrupt()
+    assert store.load_run(interrupted.run_id).state == "interrupted"
+    failed = RunRecorder(store, config)
+    failed.fail("no data")
+    assert store.load_run(failed.run_id).status["error"] == "no data"
+    failed.interrupt()  # a finished recorder is left alone
+    assert store.load_run(failed.run_id).state == "failed"
+
+
+def test_mark_interrupted_spares_a_live_cli_process(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live = store.create(CONFIG, status="running", extra={"source": "cli", "pid": child.pid})
+        dead = store.create(CONFIG, status="running", extra={"source": "cli", "pid": 2**22 + 12345})
+        app = store.create(CONFIG, status="running", extra={"source": "app", "pid": child.pid})
+        assert sorted(RunStore(tmp_path).mark_interrupted()) == sorted([dead, app])
+        assert store.load_run(live).state == "running"
+    finally:
+        child.kill()
+        child.wait()
+    assert RunStore(tmp_path).mark_interrupted() == [live]
+
+
+def test_cli_train_records_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fa_core.training
+    from fa_core.cli import main
+
+    data = synthetic_dataset("mnist", n_train=64, n_test=32)
+    monkeypatch.setattr(fa_core.training, "load_dataset", lambda name, device=None: data)
+    out = tmp_path / "out"
+    code = main(["train", "--model", "mlp", "--rule", "fa_ex", "--p", "50", "--epochs", "1", "--device", "cpu",
+                 "--out", str(out), "--runs-dir", str(tmp_path / "store")])
+    assert code == 0
+    assert json.loads((out / "metrics.json").read_text())["final"]["status"] == "finished"  # --out as before
+    (record,) = RunStore(tmp_path / "store").list_runs()
+    record = RunStore(tmp_path / "store").load_run(record.run_id)
+    assert record.state == "finished" and record.status["source"] == "cli" and record.has_model
+    assert record.config["rule_params"]["p"] == 50.0 and record.metrics["curves"]["loss"]["steps"]
+    monkeypatch.setenv("FA_LAB_RUNS_DIR", str(tmp_path / "env-store"))
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "o2")]) == 0
+    assert len(RunStore(tmp_path / "env-store").list_runs()) == 1
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "o3"),
+                 "--no-store"]) == 0
+    assert len(RunStore(tmp_path / "env-store").list_runs()) == 1
