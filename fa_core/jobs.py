@@ -9,6 +9,11 @@ a plain copy taken under the job's lock; threads never call into Streamlit.
 Owners are opaque strings (the app uses one per browser session): an owner sees and controls only
 its own jobs. A job's id is its run id in the store.
 
+Jobs can be submitted as a *group* (:meth:`JobManager.submit_group`, used by the compare page):
+the members share a group id (kept in their ``status.json``). A group submitted ``together``
+takes one slot of the cap: its members start at the same moment and train concurrently, so their
+curves grow side by side; otherwise the members queue like single jobs.
+
 Nothing here imports Streamlit.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .runs import RunError, RunStore, clean_name, utc_now
+from .runs import AngleHistory, LossHistory, RunError, RunStore, clean_name, utc_now
 from .training import (
     AnglesMeasured,
     ConfigError,
@@ -83,92 +89,6 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class LossHistory:
-    """Per-step losses, downsampled to at most ``max_points`` bucket means.
-
-    Buckets start one step wide; whenever the buffer is full, neighbouring buckets are merged
-    (the width doubles), so memory stays bounded and the whole run stays evenly covered.
-    Each point is ``(mean step, mean loss)`` of its bucket.
-    """
-
-    def __init__(self, max_points: int = 2000) -> None:
-        if max_points < 2:
-            raise ValueError("max_points must be at least 2")
-        self.max_points = max_points - max_points % 2
-        self.width = 1
-        self.steps: list[float] = []
-        self.values: list[float] = []
-        self._step_sum = 0.0
-        self._value_sum = 0.0
-        self._count = 0
-        self.last_step = 0
-        self.last_value: float | None = None
-
-    def extend(self, first_step: int, losses: list[float]) -> None:
-        for offset, loss in enumerate(losses):
-            self.add(first_step + offset, float(loss))
-
-    def add(self, step: int, loss: float) -> None:
-        self.last_step, self.last_value = step, loss
-        self._step_sum += step
-        self._value_sum += loss
-        self._count += 1
-        if self._count < self.width:
-            return
-        self.steps.append(self._step_sum / self._count)
-        self.values.append(self._value_sum / self._count)
-        self._step_sum = self._value_sum = 0.0
-        self._count = 0
-        if len(self.steps) >= self.max_points:
-            self._merge()
-
-    def _merge(self) -> None:
-        steps, values = self.steps, self.values
-        self.steps = [(steps[i] + steps[i + 1]) / 2 for i in range(0, len(steps) - 1, 2)]
-        self.values = [(values[i] + values[i + 1]) / 2 for i in range(0, len(values) - 1, 2)]
-        self.width *= 2
-
-    def points(self) -> tuple[list[float], list[float]]:
-        """Copies of the steps and values, including the partial last bucket."""
-        steps, values = list(self.steps), list(self.values)
-        if self._count:
-            steps.append(self._step_sum / self._count)
-            values.append(self._value_sum / self._count)
-        return steps, values
-
-
-class AngleHistory:
-    """Alignment angles over steps, thinned (every other point dropped) beyond ``max_points``."""
-
-    def __init__(self, max_points: int = 1000) -> None:
-        self.max_points = max(2, max_points)
-        self.steps: list[int] = []
-        self.weight: dict[str, list[float]] = {}
-        self.signal: dict[str, list[float]] = {}
-
-    def add(self, step: int, weight: dict[str, float], signal: dict[str, float]) -> None:
-        n = len(self.steps)
-        for series, values in ((self.weight, weight), (self.signal, signal)):
-            for layer in values:
-                series.setdefault(layer, [math.nan] * n)
-            for layer, points in series.items():
-                points.append(float(values.get(layer, math.nan)))
-        self.steps.append(step)
-        if len(self.steps) > self.max_points:
-            keep = list(range(0, len(self.steps) - 1, 2)) + [len(self.steps) - 1]
-            self.steps = [self.steps[i] for i in keep]
-            for series in (self.weight, self.signal):
-                for layer, points in series.items():
-                    series[layer] = [points[i] for i in keep]
-
-    def copy(self) -> tuple[list[int], dict[str, list[float]], dict[str, list[float]]]:
-        return (
-            list(self.steps),
-            {k: list(v) for k, v in self.weight.items()},
-            {k: list(v) for k, v in self.signal.items()},
-        )
-
-
 @dataclass
 class JobSnapshot:
     """A plain copy of a job's state for a page to render; never shared with the job thread."""
@@ -205,6 +125,7 @@ class JobSnapshot:
     started: str | None = None
     ended: str | None = None
     checkpoint_saved: bool = False
+    group: str | None = None
 
     @property
     def done(self) -> bool:
@@ -225,9 +146,21 @@ class JobSnapshot:
 class _Job:
     """Mutable state of one job; every field is read and written under ``lock``."""
 
-    def __init__(self, job_id: str, owner: str, name: str | None, config: TrainConfig, max_points: int) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        owner: str,
+        name: str | None,
+        config: TrainConfig,
+        max_points: int,
+        group: str | None = None,
+        together: bool = False,
+    ) -> None:
         self.lock = threading.Lock()
         self.job_id = job_id
+        self.group = group
+        self.slot = group if (group and together) else job_id
+        """Jobs with one slot key start together and count once against the cap."""
         self.owner = owner
         self.name = name
         self.config = config
@@ -302,25 +235,65 @@ class JobManager:
     # ---- submitting and controlling --------------------------------------------------------
     def submit(self, config: TrainConfig, owner: str, name: str | None = None) -> str:
         """Validate ``config`` (raises :class:`ConfigError`), queue it for ``owner``, return its id."""
+        return self._submit_all([(config, name)], owner, None, False)[0]
+
+    def submit_group(
+        self,
+        configs: list[TrainConfig],
+        owner: str,
+        names: list[str | None] | None = None,
+        together: bool = True,
+        group_name: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """Queue several runs as one group; return ``(group id, job ids)`` in the given order.
+
+        Every config is validated first (nothing is queued if one is bad). ``together``: the
+        group takes one slot of the cap and its members start and train concurrently; otherwise
+        they queue one by one. The group id and ``group_name`` are stored in each run's status.
+        """
+        if not configs:
+            raise JobError("a group needs at least one configuration")
+        names = list(names) if names is not None else [None] * len(configs)
+        if len(names) != len(configs):
+            raise JobError("give one name per configuration (or none)")
+        group = f"cmp-{utc_now()[:19].replace(':', '').replace('-', '')}-{secrets.token_hex(3)}"
+        ids = self._submit_all(list(zip(configs, names)), owner, group, together, group_name)
+        return group, ids
+
+    def _submit_all(
+        self,
+        items: list[tuple[TrainConfig, str | None]],
+        owner: str,
+        group: str | None,
+        together: bool,
+        group_name: str | None = None,
+    ) -> list[str]:
         _check_owner(owner)
-        if not isinstance(config, TrainConfig):
-            raise ConfigError(f"expected a TrainConfig, got {type(config).__name__}")
-        config.validate()
+        for config, _ in items:
+            if not isinstance(config, TrainConfig):
+                raise ConfigError(f"expected a TrainConfig, got {type(config).__name__}")
+            config.validate()
+        extra: dict[str, Any] = {"source": "app"}
+        if group:
+            extra.update(group=group, group_name=clean_name(group_name), group_together=together)
+        jobs = []
         try:
-            name = clean_name(name)
-            job_id = self.store.create(config.to_dict(), name=name, owner=owner, status="queued")
+            for config, name in items:
+                name = clean_name(name)
+                job_id = self.store.create(config.to_dict(), name=name, owner=owner, status="queued", extra=extra)
+                jobs.append(_Job(job_id, owner, name, config, self.max_points, group, together))
         except RunError as err:
             raise JobError(str(err)) from None
-        job = _Job(job_id, owner, name, config, self.max_points)
         with self._lock:
             if self._closed:
                 raise JobError("the job manager is shut down")
-            self._jobs[job_id] = job
-            self._controls[job_id] = RunControl()
-            self._queue.append(job_id)
+            for job in jobs:
+                self._jobs[job.job_id] = job
+                self._controls[job.job_id] = RunControl()
+                self._queue.append(job.job_id)
             self._forget_old(owner)
             self._schedule()
-        return job_id
+        return [job.job_id for job in jobs]
 
     def pause(self, job_id: str, owner: str) -> None:
         job = self._get(job_id, owner)
@@ -374,7 +347,7 @@ class JobManager:
         """A copy of the job's state (with the live history unless ``history=False``)."""
         job = self._get(job_id, owner)
         with self._lock:
-            position = self._queue.index(job_id) + 1 if job_id in self._queue else None
+            position = self._positions().get(job_id)
         return self._snapshot(job, position, history)
 
     def jobs_for(self, owner: str, history: bool = False) -> list[JobSnapshot]:
@@ -382,8 +355,17 @@ class JobManager:
         _check_owner(owner)
         with self._lock:
             jobs = [j for j in self._jobs.values() if j.owner == owner]
-            positions = {jid: i + 1 for i, jid in enumerate(self._queue)}
+            positions = self._positions()
         jobs.sort(key=lambda j: j.created_clock, reverse=True)
+        return [self._snapshot(j, positions.get(j.job_id), history) for j in jobs]
+
+    def group_jobs(self, group: str, owner: str, history: bool = True) -> list[JobSnapshot]:
+        """The owner's jobs of ``group`` in submission order (empty if none is held here)."""
+        _check_owner(owner)
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.owner == owner and j.group == group]
+            positions = self._positions()
+        jobs.sort(key=lambda j: j.created_clock)
         return [self._snapshot(j, positions.get(j.job_id), history) for j in jobs]
 
     def owns(self, job_id: str, owner: str) -> bool:
@@ -395,6 +377,11 @@ class JobManager:
         """How many jobs are running (incl. paused) and queued, over all owners."""
         with self._lock:
             return {"running": len(self._running), "queued": len(self._queue), "max_running": self.max_running}
+
+    def slots_in_use(self) -> int:
+        """Slots of the cap taken now (a group running together takes one)."""
+        with self._lock:
+            return len({self._jobs[j].slot for j in self._running if j in self._jobs})
 
     def wait(self, job_id: str, owner: str, timeout: float | None = None) -> JobSnapshot:
         """Block until the job is finished/stopped/failed (or ``timeout``); return its snapshot."""
@@ -468,6 +455,7 @@ class JobManager:
                 started=job.started,
                 ended=job.ended,
                 checkpoint_saved=job.checkpoint_saved,
+                group=job.group,
             )
             if history:
                 snap.loss_steps, snap.loss_values = job.loss.points()
@@ -475,18 +463,37 @@ class JobManager:
                 snap.epoch_records = [dict(r) for r in job.epoch_records]
         return snap
 
+    def _positions(self) -> dict[str, int]:
+        """Queue position (1-based) of each queued job; a together-group shares one position.
+
+        Called with ``self._lock`` held.
+        """
+        slots: dict[str, int] = {}
+        positions = {}
+        for job_id in self._queue:
+            slot = self._jobs[job_id].slot
+            slots.setdefault(slot, len(slots) + 1)
+            positions[job_id] = slots[slot]
+        return positions
+
     def _schedule(self) -> None:
         """Start queued jobs while there is room (called with ``self._lock`` held)."""
-        while self._queue and len(self._running) < self.max_running and not self._closed:
-            job_id = self._queue.pop(0)
-            job = self._jobs[job_id]
-            self._running.add(job_id)
-            with job.lock:
-                job.status = "running"
-                job.started = utc_now()
-                job.stage = "starting"
-            job.thread = threading.Thread(target=self._run, args=(job,), name=f"fa-job-{job_id}", daemon=True)
-            job.thread.start()
+        while self._queue and not self._closed:
+            running_slots = {self._jobs[j].slot for j in self._running if j in self._jobs}
+            if len(running_slots) >= self.max_running:
+                break
+            slot = self._jobs[self._queue[0]].slot
+            starting = [j for j in self._queue if self._jobs[j].slot == slot]
+            self._queue = [j for j in self._queue if self._jobs[j].slot != slot]
+            for job_id in starting:
+                job = self._jobs[job_id]
+                self._running.add(job_id)
+                with job.lock:
+                    job.status = "running"
+                    job.started = utc_now()
+                    job.stage = "starting"
+                job.thread = threading.Thread(target=self._run, args=(job,), name=f"fa-job-{job_id}", daemon=True)
+                job.thread.start()
 
     def _forget_old(self, owner: str) -> None:
         done = [j for j in self._jobs.values() if j.owner == owner and j.status in DONE_STATUSES]

@@ -226,3 +226,44 @@ def test_dataset_fetcher_reports_progress_and_errors() -> None:
     state = fetcher.wait("cifar10", 5)
     assert state.status == "failed" and "offline" in state.error
     assert json.dumps(calls) == '["mnist", "cifar10"]'
+
+
+def test_group_together_takes_one_slot_and_starts_at_once(manager: JobManager) -> None:
+    blocker = manager.submit(tiny(epochs=30), "bob")
+    group, ids = manager.submit_group([tiny(rule="bp"), tiny(rule="fa"), tiny(rule="fa_ex")], "alice",
+                                      names=["a", None, "c"], together=True, group_name="trio")
+    lone = manager.submit(tiny(), "alice")
+    snaps = manager.group_jobs(group, "alice", history=False)
+    assert [s.job_id for s in snaps] == ids
+    assert [s.status for s in snaps] == ["queued"] * 3
+    assert [s.queue_position for s in snaps] == [1, 1, 1]  # a group waits as one unit
+    assert manager.snapshot(lone, "alice").queue_position == 2
+    assert all(s.group == group for s in snaps) and snaps[1].name is None and snaps[0].name == "a"
+    assert manager.store.load_run(ids[0]).status["group"] == group
+    assert manager.group_jobs(group, "bob") == []  # another owner sees nothing
+    manager.stop(blocker, "bob")
+    wait_for(lambda: all(manager.snapshot(i, "alice", history=False).status != "queued" for i in ids))
+    assert manager.snapshot(lone, "alice").status == "queued"  # the group holds the only slot
+    assert manager.slots_in_use() == 1
+    for job in ids + [lone]:
+        assert manager.wait(job, "alice", 60).status == "finished"
+    assert manager.group_jobs(group, "alice")[0].epoch_records  # history on request
+
+
+def test_group_queued_runs_one_by_one(manager: JobManager) -> None:
+    group, ids = manager.submit_group([tiny(rule="bp"), tiny(rule="fa")], "alice", together=False)
+    first, second = (manager.snapshot(i, "alice") for i in ids)
+    assert first.status == "running" and second.status == "queued" and second.queue_position == 1
+    assert manager.store.load_run(ids[1]).status["group_together"] is False
+    for job in ids:
+        assert manager.wait(job, "alice", 60).status == "finished"
+
+
+def test_group_validation(manager: JobManager) -> None:
+    with pytest.raises(JobError):
+        manager.submit_group([], "alice")
+    with pytest.raises(JobError, match="one name per"):
+        manager.submit_group([tiny()], "alice", names=["a", "b"])
+    with pytest.raises(ConfigError):
+        manager.submit_group([tiny(), tiny(lr=-1.0)], "alice")
+    assert manager.store.list_runs() == []  # nothing queued when one config is bad
