@@ -7,6 +7,7 @@ from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint_metad
 from .layers import FeedbackConv2d, FeedbackLinear, LocallyConnected2d, feedback_layers, true_gradient
 from .metrics import alignment_angles, angle_degrees, signal_alignment_angles
 from .models import MODELS, Network, build_model
+from .preprocess import preprocess_drawing
 from .rules import RULES, LearningRule, get_rule, register_rule
 from .training import ConfigError, RunControl, TrainConfig, evaluate, paper_protocol, train
 
@@ -30,6 +31,7 @@ __all__ = [
     "get_rule",
     "load_checkpoint",
     "paper_protocol",
+    "preprocess_drawing",
     "read_checkpoint_metadata",
     "register_rule",
     "save_checkpoint",
