@@ -29,6 +29,9 @@ navigation = st.navigation(
     [
         st.Page(HOME_PAGE, title="Home", icon=":material/home:", default=True),
         st.Page(TRAIN_PAGE, title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+        st.Page("app_pages/runs_page.py", title="Runs", icon=":material/history:", url_path="runs"),
+        st.Page("app_pages/inspect_page.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
     ]
 )
 st.sidebar.markdown("### FA Lab")
