@@ -35,6 +35,12 @@ DEFAULT_RULE_KEYS = ("bp", "fa", "fa_ex100")
 FA_EX_P_CHOICES = (100, 80, 50, 20, 0)
 """The FA_EX-p% family of Konishi, Igarashi & Miura (2023) (the reference code's values)."""
 
+QUICK_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""Parts of the training set a quick comparison may use (see :func:`quick_train_limit`)."""
+
+SHARE_KEYS = ("dataset", "model", "rules", "opt", "lr", "batch", "epochs", "seed", "frac", "sigma", "mode")
+"""The query-string keys of a shared comparison setting (see :func:`share_query`)."""
+
 
 @dataclass(frozen=True)
 class RuleChoice:
@@ -114,6 +120,54 @@ def comparison_configs(base: TrainConfig, rules: Sequence[RuleChoice]) -> list[T
     for config in configs:
         config.validate()
     return configs
+
+
+def quick_train_limit(fraction: float, batch_size: int, train_size: int) -> int | None:
+    """The ``train_limit`` for training on ``fraction`` of ``train_size`` examples:
+    ``max(batch_size, ceil(fraction * train_size))``, or ``None`` (all of them) for 1.0."""
+    if fraction >= 1.0:
+        return None
+    return max(int(batch_size), math.ceil(fraction * train_size))
+
+
+def share_query(config: Mapping[str, Any], rules: Sequence[str] | None = None, mode: str | None = None) -> dict[str, str]:
+    """A configuration as the Compare page's query string (``?dataset=mnist&model=mlp&rules=bp,fa``...).
+
+    ``rules`` are rule keys (``bp``, ``fa_ex80``...); by default the config's own rule. The
+    training-set part is written as ``frac`` only when the config's ``train_limit`` is one of
+    :data:`QUICK_FRACTIONS` (as :func:`quick_train_limit` makes it); ``sigma`` only when non-zero.
+    """
+    from .data import DATASETS
+
+    if rules is None:
+        try:
+            rules = [RuleChoice(str(config.get("rule")), dict(config.get("rule_params") or {})).key]
+        except (ValueError, TypeError):
+            rules = []
+    query = {
+        "dataset": str(config.get("dataset")),
+        "model": str(config.get("model")),
+        "rules": ",".join(rules),
+        "opt": str(config.get("optimizer")),
+        "lr": f"{float(config.get('lr') or 0):g}",
+        "batch": str(config.get("batch_size")),
+        "epochs": str(config.get("epochs")),
+        "seed": str(config.get("seed")),
+    }
+    limit = config.get("train_limit")
+    info = DATASETS.get(str(config.get("dataset")))
+    if limit is None:
+        query["frac"] = "1"
+    elif info is not None and isinstance(config.get("batch_size"), int):
+        for fraction in QUICK_FRACTIONS:
+            if quick_train_limit(fraction, config["batch_size"], info.train_size) == limit:
+                query["frac"] = f"{fraction:g}"
+                break
+    if config.get("sigma"):
+        query["sigma"] = f"{float(config['sigma']):g}"
+    if mode:
+        query["mode"] = mode
+    return query
 
 
 def submit_comparison(

@@ -19,6 +19,8 @@ from fa_core.comparison import (
     paper_cell,
     parse_rule_key,
     parse_rule_keys,
+    quick_train_limit,
+    share_query,
     submit_comparison,
     summary_csv,
     summary_rows,
@@ -69,6 +71,21 @@ def test_configs_differ_only_in_the_rule() -> None:
         comparison_configs(base, [RuleChoice("fa"), RuleChoice("fa")])
     with pytest.raises(ConfigError, match="learning rate"):
         comparison_configs(TrainConfig(lr=0.0), [RuleChoice("fa")])
+
+
+def test_share_query_round_trips_the_quick_fraction() -> None:
+    assert quick_train_limit(1.0, 32, 60000) is None
+    assert quick_train_limit(0.1, 32, 60000) == 6000
+    assert quick_train_limit(0.01, 1024, 60000) == 1024  # never fewer examples than one batch
+    config = TrainConfig(model="lc_cnn", rule="fa_ex", rule_params={"p": 80.0}, lr=0.05, seed=7, epochs=3,
+                         train_limit=quick_train_limit(0.05, 32, 60000)).to_dict()
+    assert share_query(config) == {"dataset": "mnist", "model": "lc_cnn", "rules": "fa_ex80", "opt": "sgd",
+                                   "lr": "0.05", "batch": "32", "epochs": "3", "seed": "7", "frac": "0.05"}
+    both = share_query(config, rules=["bp", "fa"], mode="queued")
+    assert both["rules"] == "bp,fa" and both["mode"] == "queued"
+    assert share_query(TrainConfig().to_dict())["frac"] == "1"
+    assert "frac" not in share_query(TrainConfig(train_limit=1234).to_dict())  # not a quick fraction
+    assert share_query(TrainConfig(model="dae", sigma=100.0).to_dict())["sigma"] == "100"
 
 
 def test_table_protocol() -> None:
