@@ -14,6 +14,7 @@ from tqdm import tqdm
 from .checkpoints import atomic_write_bytes, save_checkpoint
 from .data import DatasetError, DATASETS
 from .data import cli as data_cli
+from . import bench
 from . import reproduce
 from .models import MODELS
 from .rules import RULES
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(subparsers)
     data_cli.register(subparsers)
     reproduce.register(subparsers)
+    bench.register(subparsers)
     return parser
 
 
