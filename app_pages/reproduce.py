@@ -3,7 +3,9 @@ cell that trains that cell here as a background job and fills its value in live.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,9 +14,13 @@ import streamlit as st
 from fa_core.jobs import JobError
 from fa_core.reproduce import PAPER_SEED, TITLES, load_results, table_cells, table_view
 from fa_core.training import ConfigError
+from fa_core.tuning import tuned_rows
 from app_pages.shared import REPO_ROOT, job_manager, owner_id
 
-RESULTS_PATH = REPO_ROOT / "reproduction" / "results.json"
+RESULTS_DIR = Path(os.environ.get("FA_LAB_REPRODUCTION_DIR") or REPO_ROOT / "reproduction")
+"""Where ``reproduce`` and ``tune`` wrote their results (``$FA_LAB_REPRODUCTION_DIR`` moves it)."""
+RESULTS_PATH = RESULTS_DIR / "results.json"
+TUNING_PATH = RESULTS_DIR / "tuning.json"
 VERDICT_COLOURS = {
     "close": "background-color: rgba(46, 160, 67, 0.25)",
     "better": "background-color: rgba(56, 139, 253, 0.25)",
@@ -175,3 +181,36 @@ def cells_panel() -> None:
 
 
 st.fragment(cells_panel, run_every=1.0 if any_active else None)()
+
+st.divider()
+st.subheader("Beyond the paper: tuned per rule")
+st.caption(
+    "`python -m fa_core tune mlp|dae|lc_cnn`: for each rule, a small search over optimizers and "
+    "learning rates, chosen on a validation split (the last 10 000 training images), then trained "
+    "on all 60 000 and tested once. Compare with the paper's single protocol."
+)
+try:
+    tuned = tuned_rows(load_results(TUNING_PATH))
+except ValueError as err:
+    st.error(f"Could not read the tuning results: {err}")
+    tuned = []
+if tuned:
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "model": r["model"],
+                "rule": r["rule"],
+                "sigma": f"{r['sigma']:g}" if r["model"] == "dae" else "—",
+                "chosen protocol": r["protocol"],
+                "validation": _fmt(r["validation"], r["metric"]),
+                "test (tuned)": _fmt(r["test"], r["metric"]),
+                "paper": _fmt(r["paper"], r["metric"]),
+                "difference": _fmt(None if r["paper"] is None else r["test"] - r["paper"], r["metric"], signed=True),
+            }
+            for r in tuned
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+else:
+    st.info("No tuning results yet: run `python -m fa_core tune mlp` (a few minutes on a CPU).")

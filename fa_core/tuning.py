@@ -226,6 +226,33 @@ def run_search(
     return store
 
 
+def tuned_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One plain dict per tuned (model, rule, sigma) in a ``tuning.json`` mapping, for display:
+    the chosen protocol, its validation and test values, and the paper's value for that rule."""
+    rows = []
+    for key, r in sorted(data.items()):
+        parts = key.split("/")
+        if len(parts) < 3 or parts[2] != "final" or parts[0] not in SEARCHES:
+            continue
+        search = SEARCHES[parts[0]]
+        sigma = float(r.get("sigma", 0.0))
+        paper = dict(search.paper)
+        rows.append(
+            {
+                "model": parts[0],
+                "rule": parts[1],
+                "sigma": sigma,
+                "metric": search.metric,
+                "protocol": f"{r['chosen']['candidate']}, {r['chosen']['epochs']} ep",
+                "validation": r["chosen"]["validation"],
+                "test": r["test"],
+                "paper": paper.get(f"{parts[1]}/{sigma:g}", paper.get(parts[1])),
+                "wall_s": r.get("wall_s"),
+            }
+        )
+    return rows
+
+
 def markdown_lines(store: TuningStore) -> list[str]:
     """The tuned results beside the paper's, one table per model, plus every search run."""
     lines = ["# Principled tuning (MNIST)", "", "Environment: " + ", ".join(f"{k} {v}" for k, v in environment().items()), ""]

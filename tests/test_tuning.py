@@ -45,6 +45,9 @@ def test_search_then_final_run_and_resume(tmp_path, monkeypatch):
     assert 0.0 <= final["test"] <= 100.0 and final["config"]["epochs"] == final["chosen"]["epochs"]
     md = (tmp_path / "tuning.md").read_text()
     assert "| FA | 0 | sgd 0.1, batch 32" in md and "97.69" in md
+    rows = tuning.tuned_rows(store.data)
+    assert len(rows) == 1 and rows[0]["rule"] == "FA" and rows[0]["paper"] == 97.69
+    assert rows[0]["test"] == final["test"] and rows[0]["protocol"].startswith("sgd 0.1, batch 32, ")
     messages.clear()
     run_search("mlp", tmp_path, "cpu", dataset=data, progress=messages.append)
     assert messages == []  # everything was already done

@@ -1,12 +1,31 @@
-"""The Reproduce page through AppTest: committed tables render, a cell's button trains it live."""
+"""The Reproduce page through AppTest: committed tables render coloured by verdict, the tuned
+results show, and a cell's button trains that cell live as a job."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP
+from fa_core.reproduce import ResultStore, table_cells
+from fa_core.tuning import TuningStore
+
+APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+@pytest.fixture
+def results_dir(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = app_env / "reproduction"
+    store = ResultStore.open(folder / "results.json")
+    cell = next(c for c in table_cells("table3") if c.cell_id == "table3/FA/sigma 0")
+    store.put(cell, 2023, {"status": "finished", "value": 0.0900, "wall_s": 40.0})
+    store.put(cell, 2024, {"status": "finished", "value": 0.1000, "wall_s": 60.0})
+    tuned = TuningStore.open(folder / "tuning.json")
+    tuned.put("mlp/FA/final", {"chosen": {"candidate": "adam 0.001, batch 32", "epochs": 12, "validation": 97.9},
+                               "test": 98.05, "wall_s": 100.0, "sigma": 0.0})
+    monkeypatch.setenv("FA_LAB_REPRODUCTION_DIR", str(folder))
+    return folder
 
 
 def reproduce_page() -> AppTest:
@@ -17,18 +36,22 @@ def reproduce_page() -> AppTest:
     return at
 
 
-def test_tables_render_with_paper_and_committed_values(app_env: Path) -> None:
+def test_tables_render_with_paper_and_measured_values(results_dir: Path) -> None:
     at = reproduce_page()
-    assert len(at.dataframe) == 3
+    assert len(at.dataframe) == 4  # three tables and the tuned results
     table3 = at.dataframe[2].value
     assert list(table3["paper"]) == ["0.0816", "0.1050", "0.1570", "0.0880", "0.1120", "0.1640"]
-    assert {"measured", "difference", "verdict", "seeds"} <= set(table3.columns)
-    table1 = at.dataframe[0].value
-    assert "BP (locally connected)" in set(table1["row"])
+    fa0 = table3[(table3["row"] == "FA") & (table3["column"] == "sigma 0")].iloc[0]
+    assert fa0["measured"] == "0.0950 ± 0.0071" and fa0["seeds"] == 2
+    assert fa0["difference"] == "+0.0070" and fa0["verdict"] == "worse than the paper"
+    assert (table3["measured"] == "not run").sum() == 5
+    assert "BP (locally connected)" in set(at.dataframe[0].value["row"])
+    tuned = at.dataframe[3].value.iloc[0]
+    assert tuned["test (tuned)"] == "98.05" and tuned["paper"] == "97.69" and tuned["difference"] == "+0.36"
     assert len(at.button) >= 11  # one per cell of the selected table
 
 
-def test_run_button_trains_the_cell_and_fills_it_in(app_env: Path) -> None:
+def test_run_button_trains_the_cell_and_fills_it_in(results_dir: Path) -> None:
     from app_pages.shared import job_manager
 
     at = reproduce_page()
