@@ -16,6 +16,7 @@ from .data import DatasetError, DATASETS
 from .data import cli as data_cli
 from . import bench
 from . import reproduce
+from . import tuning
 from .models import MODELS
 from .rules import RULES
 from .training import (
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(subparsers)
     data_cli.register(subparsers)
     reproduce.register(subparsers)
+    tuning.register(subparsers)
     bench.register(subparsers)
     return parser
 
