@@ -2,7 +2,7 @@
 reattach after a restart), Runs (table, overlay, rename, delete with confirmation, a run's page by
 URL, CLI runs listed) and Inspect (angles, W vs B, lc_cnn local filters, confusion matrix).
 
-Like ``test_pages.py``: a synthetic dataset (``FA_LAB_DATASET_LOADER``) and temporary folders.
+The ``app_env`` fixture (tests/conftest.py): a synthetic dataset and temporary folders.
 """
 
 from __future__ import annotations
@@ -12,34 +12,16 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-import torch
 from streamlit.testing.v1 import AppTest
 
 HERE = Path(__file__).resolve().parent
 APP = HERE.parents[1] / "app.py"
-for path in (HERE, HERE.parent):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 COMPARE = "app_pages/compare.py"
 RUNS = "app_pages/runs_page.py"
 INSPECT = "app_pages/inspect_page.py"
-
-
-@pytest.fixture
-def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("FA_LAB_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("FA_LAB_CHECKPOINTS_DIR", str(tmp_path / "user"))
-    monkeypatch.setenv("FA_LAB_DATASET_LOADER", "synthetic_loader:load")
-    monkeypatch.setenv("FA_LAB_MAX_JOBS", "1")
-    threads = torch.get_num_threads()
-    st.cache_resource.clear()
-    yield tmp_path
-    from app_pages.shared import job_manager
-
-    job_manager().shutdown(wait=True)
-    st.cache_resource.clear()
-    torch.set_num_threads(threads)
 
 
 def open_page(page: str, params: dict[str, str] | None = None) -> AppTest:
