@@ -15,14 +15,15 @@ a small layer's whole forward pass on a CPU.
 The locally connected layer works in a *batch-last* layout: its patches are an
 ``(L, C*k*k, N)`` tensor (``L`` output positions, batch innermost) and its per-position products
 are ``bmm`` calls whose matrices are ``N`` columns wide. Copying an ``(N, C, H, W)`` input into
-``(C, H, W, N)`` order makes every patch row a contiguous run of ``k * N`` values, so extracting
-the patches and summing their gradients back onto the input are streaming copies and adds
-instead of gathers; the naive alternative (a copy of the input per output channel) is the
+``(C, H, W, N)`` order makes every patch entry a contiguous row of ``N`` values, so extracting
+the patches is one row gather (``index_select``) and summing their gradients back onto the input
+one row scatter-add (``index_add_``) over a cached row table; the naive alternative (a copy of the input per output channel) is the
 reference in :mod:`fa_core.bench`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -99,25 +100,40 @@ class ConvFeedback(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None
 
 
+@functools.lru_cache(maxsize=64)
+def patch_rows(
+    channels: int, height: int, width: int, kernel_size: int, stride: int, padding: int, device: torch.device
+) -> torch.Tensor:
+    """For every patch entry, the row of the padded batch-last input it reads.
+
+    The padded input is viewed as a ``(C * H_pad * W_pad, N)`` matrix; entry ``(l, (c, a, b))`` of
+    the patches (``l = i * out_w + j``) reads row ``(c, s*i + a, s*j + b)``. Returned flat, in
+    ``(L, C*k*k)`` order, and cached per geometry.
+    """
+    rows = torch.arange(channels * (height + 2 * padding) * (width + 2 * padding), device=device)
+    windows = rows.view(channels, height + 2 * padding, width + 2 * padding)
+    windows = windows.unfold(1, kernel_size, stride).unfold(2, kernel_size, stride)
+    return windows.permute(1, 2, 0, 3, 4).reshape(-1)
+
+
 def local_patches(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
     """Patches of ``x`` (N, C, H, W) as one contiguous batch-last (L, C*k*k, N) tensor.
 
     ``P[l, (c, a, b), n] = x_pad[n, c, s*i + a, s*j + b]`` for output position ``l = i * out_w + j``
     (row-major), patch entries ordered (channel, row, column) as
-    :func:`torch.nn.functional.unfold` orders them.
+    :func:`torch.nn.functional.unfold` orders them. One copy into the padded ``(C, H, W, N)``
+    layout, then one row gather (:func:`patch_rows`) of contiguous ``N``-value rows.
     """
     n, c, h, w = x.shape
     padded = x.new_zeros(c, h + 2 * padding, w + 2 * padding, n)
     padded[:, padding : padding + h, padding : padding + w, :] = x.permute(1, 2, 3, 0)
-    windows = padded.unfold(1, kernel_size, stride).unfold(2, kernel_size, stride)
-    _, out_h, out_w, _, k, _ = windows.shape
-    return windows.permute(1, 2, 0, 4, 5, 3).reshape(out_h * out_w, c * k * k, n)
+    rows = patch_rows(c, h, w, kernel_size, stride, padding, x.device)
+    return padded.view(-1, n).index_select(0, rows).view(-1, c * kernel_size * kernel_size, n)
 
 
 def fold_local_patches(
     grad_patches: torch.Tensor,
     input_shape: tuple[int, int, int, int],
-    out_size: tuple[int, int],
     kernel_size: int,
     stride: int,
     padding: int,
@@ -125,20 +141,14 @@ def fold_local_patches(
     """Adjoint of :func:`local_patches`: ``dL/dx[n, c, y, x] = sum of dL/dP`` over every patch
     entry that reads input pixel ``(c, y, x)``, returned as an (N, C, H, W) view.
 
-    One strided add per kernel offset ``(a, b)``, each over contiguous runs of ``N`` values.
+    One ``index_add_`` of the ``(L * C*k*k, N)`` rows onto the padded ``(C * H_pad * W_pad, N)``
+    matrix (the rows of :func:`patch_rows`), then the padding is cut off.
     """
     n, c, h, w = input_shape
-    out_h, out_w = out_size
-    k = kernel_size
-    grid = grad_patches.view(out_h, out_w, c, k, k, n)
-    padded = grad_patches.new_zeros(c, h + 2 * padding, w + 2 * padding, n)
-    row_span = stride * (out_h - 1) + 1
-    col_span = stride * (out_w - 1) + 1
-    for a in range(k):
-        for b in range(k):
-            padded[:, a : a + row_span : stride, b : b + col_span : stride, :] += grid[:, :, :, a, b, :].permute(
-                2, 0, 1, 3
-            )
+    rows = patch_rows(c, h, w, kernel_size, stride, padding, grad_patches.device)
+    padded = grad_patches.new_zeros(c * (h + 2 * padding) * (w + 2 * padding), n)
+    padded.index_add_(0, rows, grad_patches.view(-1, n))
+    padded = padded.view(c, h + 2 * padding, w + 2 * padding, n)
     return padded[:, padding : padding + h, padding : padding + w, :].permute(3, 0, 1, 2)
 
 
@@ -174,19 +184,19 @@ class LocalFeedback(torch.autograd.Function):
             out = torch.baddbmm(bias.unsqueeze(2), weight_t, patches)
         ctx.save_for_backward(patches, operand)
         ctx.has_bias = bias is not None
-        ctx.geometry = (tuple(x.shape), kernel_size, stride, padding, out_size)
+        ctx.geometry = (tuple(x.shape), kernel_size, stride, padding)
         n, o = x.shape[0], weight.shape[2]
         return out.permute(2, 0, 1).contiguous().view(n, *out_size, o).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):  # type: ignore[override]
         patches, operand = ctx.saved_tensors
-        input_shape, kernel_size, stride, padding, out_size = ctx.geometry
+        input_shape, kernel_size, stride, padding = ctx.geometry
         grad = grad_out.permute(2, 3, 1, 0).reshape(-1, grad_out.shape[1], grad_out.shape[0])
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_patches = torch.bmm(operand, grad)
-            grad_x = fold_local_patches(grad_patches, input_shape, out_size, kernel_size, stride, padding)
+            grad_x = fold_local_patches(grad_patches, input_shape, kernel_size, stride, padding)
         if ctx.needs_input_grad[1]:
             grad_w = torch.bmm(patches, grad.transpose(1, 2))
         if ctx.has_bias and ctx.needs_input_grad[2]:

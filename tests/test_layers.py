@@ -238,3 +238,19 @@ def test_layers_move_feedback_with_to():
     assert layer.feedback.dtype == torch.float32
     moved = layer.to("meta")
     assert moved.feedback.device.type == "meta"
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 2), (2, 1), (1, 0)])
+def test_batch_last_patches_and_fold_match_unfold_and_fold(stride, padding):
+    """The locally connected layer's patch gather is F.unfold in (L, C*k*k, N) order and its
+    scatter-add is F.fold, the adjoint."""
+    from fa_core.autograd import fold_local_patches, local_patches
+
+    torch.manual_seed(7)
+    x = torch.randn(3, 2, 7, 9)
+    patches = local_patches(x, 3, stride, padding)
+    expected = F.unfold(x, 3, padding=padding, stride=stride).permute(2, 1, 0)
+    torch.testing.assert_close(patches, expected)
+    grad = torch.randn_like(patches)
+    folded = fold_local_patches(grad, tuple(x.shape), 3, stride, padding)
+    torch.testing.assert_close(folded, F.fold(grad.permute(2, 1, 0), (7, 9), 3, padding=padding, stride=stride))
