@@ -1,9 +1,11 @@
 """Training: a validated :class:`TrainConfig` becomes a stream of events.
 
 :func:`train` is the only training loop in FA Lab; the CLI, the app's jobs, ``reproduce`` and
-``bench`` all consume its events. The hot loop stays on the device: losses and correct counts
-accumulate in device tensors and are read back only when an event is emitted (about twice a
-second, at angle measurements and at epoch ends).
+``bench`` all consume its events. The hot loop stays on the device and makes no per-step
+device-to-host copy: each epoch gathers the shuffled training set once and steps take slices of
+it; step losses are kept as device scalars and per-example hits (prediction == label) are written
+into a device vector; both are read back only when an event is emitted (about twice a second, at
+angle measurements and at epoch ends).
 """
 
 from __future__ import annotations
@@ -406,21 +408,26 @@ def train(
     model.train()
     for epoch in range(1, config.epochs + 1):
         order = torch.randperm(n_train, generator=order_gen).to(device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
+        # One gather per epoch; each step then takes a slice (a view) of the shuffled set.
+        epoch_x, epoch_y = train_x[order], train_y[order]
+        hits = torch.zeros(n_train, dtype=torch.bool, device=device)
+        pending: list[torch.Tensor] = []
         emitted = 0
         last_emit = time.perf_counter()
         for i in range(steps_per_epoch):
             clock.paused += control.wait_while_paused()
             if control.stop_requested:
+                if pending:
+                    losses[emitted:i] = torch.stack(pending)
                 yield from _finish(
                     "stopped", model, history, step, clock, config, test_x, test_y, noise_seed,
                     losses[:i] if i else None,
                 )
                 return
-            idx = order[i * config.batch_size : (i + 1) * config.batch_size]
-            clean = to_float(train_x[idx])
+            start = i * config.batch_size
+            clean = to_float(epoch_x[start : start + config.batch_size])
             if task == "classify":
-                target = train_y[idx]
+                target = epoch_y[start : start + config.batch_size]
                 out = model(clean)
             else:
                 target = clean
@@ -429,12 +436,14 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses[i] = loss.detach()
+            pending.append(loss.detach())
             if task == "classify":
-                correct += (out.detach().argmax(1) == target).sum()
+                torch.eq(out.argmax(1), target, out=hits[start : start + len(target)])
             step += 1
             now = time.perf_counter()
             if now - last_emit >= log_interval_s or i == steps_per_epoch - 1:
+                losses[emitted : i + 1] = torch.stack(pending)
+                pending.clear()
                 chunk = losses[emitted : i + 1].tolist()
                 if not all(math.isfinite(v) for v in chunk):
                     bad = next(emitted + 1 + j for j, v in enumerate(chunk) if not math.isfinite(v))
@@ -459,7 +468,7 @@ def train(
         last_angles = measure_angles(epoch, step)
         yield last_angles
         record = _epoch_record(
-            epoch, model, losses, correct, n_train, test_x, test_y, config, noise_seed, last_angles
+            epoch, model, losses, hits.sum(), n_train, test_x, test_y, config, noise_seed, last_angles
         )
         history.append(record)
         yield EpochEnded(epoch=epoch, step=step, record=record, elapsed=clock.elapsed(), eta=clock.eta(step))

@@ -145,3 +145,16 @@ def test_config_round_trip_and_unknown_keys():
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="unknown configuration keys: colour"):
         TrainConfig.from_dict({"colour": "red"})
+
+
+def test_step_metrics_stay_on_the_device_until_an_event(tiny_mnist):
+    """With a long log interval the loop reads losses back once per epoch (at its end), and the
+    epoch record's loss and accuracy are those accumulated on the device over every step."""
+    events = list(train(quick(epochs=2), dataset=tiny_mnist, log_interval_s=1e9))
+    started = events[0]
+    chunks = [e for e in events if isinstance(e, StepLosses)]
+    assert [len(c.losses) for c in chunks] == [started.steps_per_epoch] * 2
+    records = [e.record for e in events if isinstance(e, EpochEnded)]
+    for chunk, record in zip(chunks, records):
+        assert record["train_loss"] == pytest.approx(sum(chunk.losses) / len(chunk.losses), rel=1e-5)
+        assert 0.0 < record["train_accuracy"] <= 100.0
