@@ -18,6 +18,8 @@ checks the invariants:
 * running never exceeds the cap, and a job waits as ``queued`` when the cap is full;
 * each session's sidebar lists only its own jobs (the job ids it started), watchers none;
 * every trainer's step count advances or its runs finish over the probe;
+* a trainer's live view that shows the same running step for ``--stale-s`` seconds is recorded
+  as frozen and reloaded; one that a reload does not bring back is a violation;
 * a watcher that opens a trainer's job URL is told it belongs to another session and gets no
   Pause/Stop button (checked at the start and again at the end).
 
@@ -79,8 +81,21 @@ def isolation_check(watcher, base_url: str, job: str, sid: str) -> dict[str, Any
     return {"job": job, "refused": refused, "control_buttons": controls, "kept_own_sid": own_sid != sid}
 
 
+def recover_frozen_view(page, session: int, job: str, shown: tuple, t_s: float) -> dict[str, Any]:
+    """A trainer's live view has shown the same running step for too long: reload the page (a new
+    Streamlit session reattached through ``?job=&sid=``) and see whether it then shows the job."""
+    page.reload()
+    page.get_by_role("button", name="Start").wait_for()
+    try:
+        after = wait_for(lambda: (p := job_progress(page)) and p != shown and p, 30, message="a live view after reload")
+    except AssertionError:
+        after = job_progress(page)
+    return {"t_s": round(t_s, 1), "session": session, "job": job, "shown": list(shown),
+            "after_reload": list(after) if after else None, "reload_recovered": bool(after) and after != shown}
+
+
 def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int = 3, max_jobs: int = 2,
-              epochs: int = 40, sample_s: float = 10.0, log: Any = print) -> dict[str, Any]:
+              epochs: int = 40, sample_s: float = 10.0, log: Any = print, stale_s: float = 60.0) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     if trainers >= sessions:
@@ -95,6 +110,8 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
     started: dict[int, list[str]] = {i: [] for i in range(trainers)}
     finished: dict[int, int] = {i: 0 for i in range(trainers)}
     isolation: list[dict[str, Any]] = []
+    frozen: list[dict[str, Any]] = []
+    last_change: dict[int, tuple[Any, float]] = {}
     setup_s = None
     server.start()
     t0 = time.monotonic()
@@ -147,6 +164,13 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
                         progress = job_progress(page)
                         entry["job"] = query_param(page, "job")
                         entry["progress"] = progress
+                        seen = (entry["job"], progress)
+                        if last_change.get(i, (None,))[0] != seen:
+                            last_change[i] = (seen, now)
+                        elif progress and progress[0] == "running" and now - last_change[i][1] > stale_s:
+                            frozen.append(recover_frozen_view(page, i, entry["job"], progress, now - t0))
+                            progress = job_progress(page)
+                            last_change[i] = ((entry["job"], progress), time.monotonic())
                         if progress and progress[0] in ("finished", "stopped", "failed"):
                             if progress[0] == "failed":
                                 violations.append(f"t={sample['t_s']}s session {i} job failed")
@@ -169,11 +193,15 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
             browser.close()
     finally:
         server.stop()
+    for event in frozen:
+        if not event["reload_recovered"]:
+            violations.append(f"frozen live view not recovered by a reload: {event}")
     for check in isolation:
         if not check["refused"] or check["control_buttons"] or not check["kept_own_sid"]:
             violations.append(f"isolation: {check}")
     summary = summarise(samples, trainers, max_jobs, started, finished, rss_start)
     summary["setup_s"] = setup_s
+    summary["frozen_views"] = len(frozen)
     for i in range(trainers):
         if not summary["progressed"][i]:
             violations.append(f"session {i} never made progress")
@@ -184,7 +212,7 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.monotonic() - t0))),
         "minutes": minutes, "sessions": sessions, "trainers": trainers, "max_jobs": max_jobs,
         "epochs_per_run": epochs, "sample_s": sample_s,
-        "summary": summary, "isolation": isolation, "violations": violations, "samples": samples,
+        "summary": summary, "isolation": isolation, "frozen_views": frozen, "violations": violations, "samples": samples,
     }
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -246,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-jobs", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=40, help="epochs per run (quick run 1%%: 19 steps an epoch)")
     parser.add_argument("--sample-s", type=float, default=10.0)
+    parser.add_argument("--stale-s", type=float, default=60.0, help="a running view unchanged this long is frozen")
     args = parser.parse_args(argv)
     result = run_probe(args.minutes, args.out, args.sessions, args.trainers, args.max_jobs, args.epochs,
-                       args.sample_s, log=lambda line: print(line, flush=True))
+                       args.sample_s, log=lambda line: print(line, flush=True), stale_s=args.stale_s)
     print(json.dumps(result["summary"], indent=1))
     for violation in result["violations"]:
         print("VIOLATION:", violation, file=sys.stderr)
