@@ -17,6 +17,7 @@ from .data import cli as data_cli
 from . import bench
 from . import reproduce
 from . import tuning
+from . import shipped
 from .models import MODELS
 from .rules import RULES
 from .training import (
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.register(subparsers)
     tuning.register(subparsers)
     bench.register(subparsers)
+    shipped.register(subparsers)
     return parser
 
 
