@@ -32,6 +32,8 @@ navigation = st.navigation(
         st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
         st.Page("app_pages/runs_page.py", title="Runs", icon=":material/history:", url_path="runs"),
         st.Page("app_pages/inspect_page.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
+        st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:"),
+        st.Page("app_pages/denoise.py", title="Denoise", icon=":material/blur_on:"),
         st.Page("app_pages/reproduce.py", title="Reproduce", icon=":material/table_chart:", url_path="reproduce"),
     ]
 )
