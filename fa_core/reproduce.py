@@ -205,7 +205,7 @@ def run_table(
                 result = run_cell(cell, config, on_event)
                 store.put(cell, seed, result)
                 progress(f"done {cell.cell_id} seed {seed}: {result.get('value')} in {result['wall_s']:.0f} s")
-    write_markdown(store, names, out / "results.md")
+    write_markdown(store, list(TABLES), out / "results.md")
     return store
 
 

@@ -37,6 +37,7 @@ def test_one_cell_tiny_budget_then_resume_skips_it(tmp_path):
     assert entry["paper"] == 0.112
     md = (tmp_path / "results.md").read_text()
     assert "| FA | sigma 100 |" in md and "(n=1)" in md and "not run" in md
+    assert "### Table 1" in md and "### Table 2" in md  # every table, not only the one just run
     # Resume: a second call does not train again.
     messages.clear()
     run_table(["table3"], 1, tmp_path, budget, only, progress=messages.append)
