@@ -521,7 +521,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ls = sub.add_parser("list", help="the shipped checkpoints, their metrics and sizes")
     ls.add_argument("--out", type=Path, help="folder (default: <repo>/checkpoints)")
-    ls.add_argument("--markdown", action="store_true", help="print a markdown table (for checkpoints/README.md)")
+    ls.add_argument("--markdown", action="store_true", help="print a markdown table (as in docs/playground.md)")
     ls.set_defaults(handler=_cmd_list)
 
     v = sub.add_parser("verify", help="reload each checkpoint and re-measure its metric on the test set")
