@@ -35,6 +35,7 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,16 @@ def recover_frozen_view(page, session: int, job: str, shown: tuple, t_s: float) 
 
 
 def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int = 3, max_jobs: int = 2,
-              epochs: int = 40, sample_s: float = 10.0, log: Any = print, stale_s: float = 60.0) -> dict[str, Any]:
+              epochs: int = 40, sample_s: float = 10.0, log: Any = print, stale_s: float = 60.0,
+              browser: Any = None, root: Path | None = None) -> dict[str, Any]:
+    """Run the probe; ``browser``: a Playwright Chromium already launched (the tests' session
+    browser; Playwright's sync API cannot be started twice in one thread), else one is launched.
+    ``root``: folder for the server's runs and log (default: a new temporary folder)."""
     from playwright.sync_api import sync_playwright
 
     if trainers >= sessions:
         raise ValueError("keep at least one watching session")
-    root = Path(tempfile.mkdtemp(prefix="fa-lab-load-"))
+    root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="fa-lab-load-"))
     server = StreamlitServer(
         runs_dir=root / "runs", checkpoints_dir=root / "checkpoints", log_path=root / "server.log",
         env={"FA_LAB_MAX_JOBS": str(max_jobs)},
@@ -117,11 +122,15 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
     t0 = time.monotonic()
     rss_start = server.rss_kib()
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        with ExitStack() as stack:
+            if browser is None:
+                playwright = stack.enter_context(sync_playwright())
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                stack.callback(browser.close)
             pages = []
             for _ in range(sessions):
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                stack.callback(context.close)
                 context.set_default_timeout(60_000)
                 pages.append(context.new_page())
             for i in range(trainers):
@@ -190,7 +199,6 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
                     break
                 time.sleep(max(0.0, sample_s - (time.monotonic() - now)))
             isolation.append(isolation_check(watcher, server.url, started[1][-1], query_param(pages[1], "sid")))
-            browser.close()
     finally:
         server.stop()
     for event in frozen:

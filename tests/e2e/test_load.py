@@ -14,8 +14,9 @@ from .load_probe import run_probe
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_five_sessions_three_training_for_a_minute(tmp_path) -> None:
-    result = run_probe(minutes=1.0, out=tmp_path / "load.json", epochs=3, sample_s=5.0, log=lambda line: None, stale_s=30.0)
+def test_five_sessions_three_training_for_a_minute(browser, tmp_path) -> None:
+    result = run_probe(minutes=1.0, out=tmp_path / "load.json", epochs=3, sample_s=5.0, log=lambda line: None,
+                       stale_s=30.0, browser=browser, root=tmp_path)
     summary = result["summary"]
     assert result["violations"] == [], result["violations"]
     assert summary["max_running_seen"] == 2 and summary["queue_seen"]
