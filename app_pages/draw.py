@@ -47,11 +47,11 @@ def input_image(source: str) -> tuple[np.ndarray | None, str | None]:
     """The raw image from the chosen input, and the true label when known."""
     if source == "Draw":
         stroke = st.slider("Pen width", 8, 40, 22, key="draw_pen")
-        st.caption("Draw with the mouse or a finger. The canvas toolbar has **Undo**, **Redo** and **Reset** (clear).")
         result = st_canvas(
             stroke_width=stroke, stroke_color="#000000", background_color="#FFFFFF",
             height=280, width=280, drawing_mode="freedraw", return_image_data=True, key=CANVAS_KEY,
         )
+        st.caption("Draw with the mouse or a finger. The toolbar above the canvas has **Undo**, **Redo** and **Reset** (clear).")
         return result.image_data, None
     if source == "Upload a photo":
         upload = st.file_uploader(
