@@ -141,8 +141,8 @@ for i, entry in enumerate(chosen):
         now = values[sigmas.index(sigma)]
     else:
         now = computed_bce(str(entry.path), file_stamp(entry.path), min(CURVE_DIGITS, len(images)), sigma)
-    delta = None
-    if entry.sigma is not None:
+    delta = None  # no delta at the training sigma itself (nor for a model whose sigma is unknown)
+    if entry.sigma is not None and float(sigma) != entry.sigma:
         delta = f"{now - curve_value(sigmas, values, entry.sigma):+.4f} vs σ={entry.sigma:g} (trained)"
     cols[i % len(cols)].metric(
         entry.label, f"{now:.4f}", delta=delta, delta_color="inverse",
