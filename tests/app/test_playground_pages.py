@@ -212,12 +212,18 @@ def test_denoise_page_with_a_user_trained_dae(app_env) -> None:
     store = RunStore(app_env / "runs")
     run_id = store.create({"model": "dae", "rule": "fa", "dataset": "mnist", "sigma": 50.0}, name="my dae")
     store.save_model(run_id, build_model("dae", "mnist", "fa", seed=0), {"config": {"sigma": 50.0}, "final": {}})
+    from fa_core.checkpoints import save_checkpoint
+
+    # a saved denoiser without a training config: its training sigma is unknown
+    save_checkpoint(build_model("dae", "mnist", "bp", seed=1), app_env / "user" / "bare.safetensors", {})
     at = open_page(DENOISE)
     extra = at.multiselect(key="dn_extra")
-    option = next(o for o in extra.options if "my dae" in o)
-    extra.set_value([option]).run()
+    options = [o for o in extra.options if "my dae" in o or "bare" in o]
+    assert len(options) == 2
+    extra.set_value(options).run()
     assert not at.exception, at.exception
-    assert "run · my dae" in {m.label for m in at.metric}
+    assert {"run · my dae", "saved · bare"} <= {m.label for m in at.metric}
     grid, curve = figures(at)
     assert "<b>run · my dae</b>" in [a.text for a in grid.layout.annotations]
-    assert len([t for t in curve.data if t.mode == "lines"]) == 3
+    assert len([t for t in curve.data if t.mode == "lines"]) == 4
+    assert len([t for t in curve.data if t.mode == "markers" and t.marker.symbol == "diamond"]) == 3
