@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,29 +18,18 @@ import streamlit as st
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-HERE = Path(__file__).resolve().parent
-APP = HERE.parents[1] / "app.py"
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+APP = Path(__file__).resolve().parents[2] / "app.py"
 
 DRAW = "app_pages/draw.py"
 DENOISE = "app_pages/denoise.py"
 
 
 @pytest.fixture
-def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("FA_LAB_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("FA_LAB_CHECKPOINTS_DIR", str(tmp_path / "user"))
-    monkeypatch.setenv("FA_LAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FA_LAB_DATASET_LOADER", "synthetic_loader:load")
-    monkeypatch.setenv("FA_LAB_MAX_JOBS", "1")
-    st.cache_resource.clear()
+def app_env(app_env: Path, monkeypatch: pytest.MonkeyPatch):
+    """The shared app environment, plus an empty data folder and fresh data caches."""
+    monkeypatch.setenv("FA_LAB_DATA_DIR", str(app_env / "data"))
     st.cache_data.clear()
-    yield tmp_path
-    from app_pages.shared import job_manager
-
-    job_manager().shutdown(wait=True)
-    st.cache_resource.clear()
+    yield app_env
     st.cache_data.clear()
 
 
