@@ -8,6 +8,7 @@ atomically, skips those already there, and writes a Markdown table of paper vs m
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import platform
@@ -33,6 +34,11 @@ CNN_PROTOCOL: dict[str, Any] = {"optimizer": "sgd", "lr": 0.01, "batch_size": 32
 
 DAE_PROTOCOL: dict[str, Any] = {"optimizer": "rmsprop", "lr": 1e-4, "batch_size": 128, "epochs": 10}
 """The reference code's autoencoder protocol (RMSprop 1e-4, batch 128, 10 epochs, BCE)."""
+
+SUMMED_PROTOCOL: dict[str, Any] = {"optimizer": "sgd", "lr": 0.32, "batch_size": 32, "epochs": 10}
+"""SGD 0.01 on the loss *summed* over the batch of 32, written as the equivalent step on the batch
+mean (0.01 x 32 = 0.32; 60 000 / 32 leaves no partial batch, so the two are the same updates). The
+paper's CNN numbers need steps this large (see REPRODUCTION.md); these rows test that reading."""
 
 PAPER_SEED = 2023
 
@@ -68,6 +74,14 @@ def _classifier_table(table: str, dataset: str, paper: dict[tuple[str, str], flo
     extra = TrainConfig(dataset=dataset, seed=PAPER_SEED, **CNN_PROTOCOL)
     cells.append(Cell(table, "BP (locally connected)", "CNN", replace(extra, model="lc_cnn", rule="bp"), "test_accuracy", None, "extra row: BP on the FA network"))
     cells.append(Cell(table, "FA (shared conv)", "CNN", replace(extra, model="conv_cnn", rule="fa"), "test_accuracy", None, "extra row: FA on shared filters"))
+    for row, (rule, params) in rules.items():
+        summed = TrainConfig(dataset=dataset, rule=rule, rule_params=dict(params), seed=PAPER_SEED, **SUMMED_PROTOCOL)
+        cnn_model = "conv_cnn" if rule == "bp" else "lc_cnn"
+        for column, model in (("FC", "mlp"), ("CNN", cnn_model)):
+            cells.append(
+                Cell(table, f"{row} (summed loss)", column, replace(summed, model=model), "test_accuracy", paper[(row, column)],
+                     "SGD 0.01 on the batch-summed loss = SGD 0.32 on the mean")
+            )
     fc_paper = TrainConfig(dataset=dataset, seed=PAPER_SEED, model="mlp", **CNN_PROTOCOL)
     for row, (rule, params) in rules.items():
         cells.append(
@@ -151,10 +165,22 @@ class ResultStore:
         return self.data.get(cell.cell_id, {}).get("runs", {}).get(str(seed))
 
     def put(self, cell: Cell, seed: int, result: dict[str, Any]) -> None:
-        entry = self.data.setdefault(cell.cell_id, {"paper": cell.paper, "metric": cell.metric, "runs": {}})
-        entry["runs"][str(seed)] = result
-        text = json.dumps(self.data, indent=2, sort_keys=True)
-        atomic_write_bytes(self.path, lambda tmp: Path(tmp).write_text(text))
+        """Record one (cell, seed) result. Under an exclusive lock the file is read again and the
+        result merged in, so several ``reproduce`` processes can share one results folder."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if self.path.exists():
+                    self.data = json.loads(self.path.read_text())
+                entry = self.data.setdefault(cell.cell_id, {"paper": cell.paper, "metric": cell.metric, "runs": {}})
+                entry["paper"] = cell.paper
+                entry["runs"][str(seed)] = result
+                text = json.dumps(self.data, indent=2, sort_keys=True)
+                atomic_write_bytes(self.path, lambda tmp: Path(tmp).write_text(text))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def run_cell(cell: Cell, config: TrainConfig, on_event: Callable[[Any], None] | None = None) -> dict[str, Any]:

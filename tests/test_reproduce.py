@@ -100,3 +100,21 @@ def test_load_results_missing_and_corrupt(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a JSON object"):
         reproduce.load_results(bad)
+
+
+def test_two_stores_on_one_file_merge_instead_of_overwriting(tmp_path):
+    a, b = (next(c for c in table_cells("table3") if c.cell_id == f"table3/{r}/sigma 0") for r in ("BP", "FA"))
+    first = ResultStore.open(tmp_path / "results.json")
+    second = ResultStore.open(tmp_path / "results.json")  # opened before the first writes
+    first.put(a, 2023, {"status": "finished", "value": 0.08, "wall_s": 1.0})
+    second.put(b, 2023, {"status": "finished", "value": 0.09, "wall_s": 1.0})
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data) == {a.cell_id, b.cell_id}
+
+
+def test_summed_loss_rows_take_the_paper_value_and_step():
+    cells = {c.cell_id: c for c in table_cells("table1")}
+    summed = cells["table1/FA (summed loss)/CNN"]
+    assert summed.paper == 98.63 and summed.config.model == "lc_cnn"
+    assert summed.config.lr == pytest.approx(0.01 * summed.config.batch_size) and summed.config.optimizer == "sgd"
+    assert cells["table1/BP (summed loss)/CNN"].config.model == "conv_cnn"
