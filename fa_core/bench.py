@@ -262,14 +262,22 @@ def make_step_case(model_name: str, rule: str, batch: int, device: torch.device,
     return StepCase(model_name, rule, batch, model, step, step_flops(model, batch), [])
 
 
-def time_steps(cases: list[StepCase], device: torch.device, rounds: int, block: int, warmup: int) -> None:
+def time_steps(
+    cases: list[StepCase],
+    device: torch.device,
+    rounds: int,
+    block: int,
+    warmup: int,
+    log: Callable[[str], None] = lambda _m: None,
+) -> None:
     """Round-robin timing: each round runs ``block`` steps of every case and keeps all but the
     first (which pays for switching models); ``warmup`` untimed steps per case come first."""
     for case in cases:
         for _ in range(warmup):
             case.step()
     _sync(device)
-    for _ in range(rounds):
+    for done in range(rounds):
+        log(f"  round {done + 1}/{rounds}")
         for case in cases:
             for i in range(block):
                 start = time.perf_counter()
@@ -477,7 +485,7 @@ def run_bench(
         cases = [make_step_case(m, r, b, torch_device) for b in BATCH_SIZES for m in MODELS for r in RULES]
         cases += [make_step_case(NAIVE, "fa", b, torch_device) for b in BATCH_SIZES]
         log(f"training steps: {len(cases)} cases x {plan.rounds} rounds")
-        time_steps(cases, torch_device, plan.rounds, plan.block, plan.warmup)
+        time_steps(cases, torch_device, plan.rounds, plan.block, plan.warmup, log)
         steps = {case.key: step_record(case, peak) for case in cases}
         del cases
         epochs = []
@@ -592,6 +600,15 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     if results["quick"]:
         lines.append("- **Quick run**: tiny repeats and epoch subsets; the timings are not meaningful.")
+    busiest = max(load["start"][0], load["end"][0])
+    if busiest > 0.5 * (m["cpu_count"] or 1):
+        lines.append(
+            f"- **Shared machine**: the 1-minute load average reached {busiest:.1f} on {m['cpu_count']} CPUs, "
+            "so other processes ran during the measurement. Absolute times are inflated and noisy; the "
+            "step ratios are steadier because the cases are timed round-robin under the same load."
+        )
+    if results.get("note"):
+        lines += ["", f"Note: {results['note']}"]
     lines += ["", "## Training step (forward, backward, optimizer), median of the timed steps", ""]
     lines += step_table(results)
     lines += ["", "## One epoch through the training loop", ""]
@@ -620,6 +637,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
     p.add_argument("--no-cifar", action="store_true", help="skip the CIFAR-10 lc_cnn epoch")
     p.add_argument("--from-json", type=Path, help="do not measure: report the results in this JSON file")
+    p.add_argument("--note", help="a remark about the conditions, kept in the JSON and shown in the Markdown")
     p.set_defaults(handler=_run)
 
 
@@ -634,6 +652,8 @@ def _run(args: argparse.Namespace) -> int:
             quick=args.quick, device=args.device, threads=args.threads, cifar=not args.no_cifar,
             log=lambda msg: print(msg, file=sys.stderr, flush=True), command=command,
         )
+    if args.note is not None:
+        results["note"] = args.note
     print(render_text(results), end="")
     if args.json is not None:
         _write_text(args.json, json.dumps(results, indent=2))

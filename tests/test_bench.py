@@ -148,4 +148,8 @@ def test_markdown_report_and_rerender(quick_run, tmp_path, capsys):
     assert "Load average" in md
     assert main(["bench", "--from-json", str(out / "bench.json"), "--markdown", str(tmp_path / "again.md")]) == 0
     assert (tmp_path / "again.md").read_text() == md
+    assert main(["bench", "--from-json", str(out / "bench.json"), "--note", "a quiet night",
+                 "--json", str(tmp_path / "noted.json"), "--markdown", str(tmp_path / "noted.md")]) == 0
+    assert "Note: a quiet night" in (tmp_path / "noted.md").read_text()
+    assert json.loads((tmp_path / "noted.json").read_text())["note"] == "a quiet night"
     assert "lc_cnn FA b32 / conv_cnn BP b32" in capsys.readouterr().out
