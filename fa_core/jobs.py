@@ -19,6 +19,7 @@ Nothing here imports Streamlit.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -51,6 +52,8 @@ DatasetLoader = Callable[..., Any]
 JOB_STATUSES = ("queued", "running", "paused", "finished", "stopped", "failed")
 DONE_STATUSES = ("finished", "stopped", "failed")
 
+
+_log = logging.getLogger(__name__)
 
 class JobError(Exception):
     """Base of the errors the job manager raises at callers (never inside a job's thread)."""
@@ -618,8 +621,9 @@ class JobManager:
     def _write_metrics(self, job: _Job, final: dict[str, Any] | None) -> None:
         try:
             self.store.write_metrics(job.job_id, self._metrics(job, final))
-        except (RunError, OSError, TypeError, ValueError):
-            pass
+        except (RunError, OSError, TypeError, ValueError) as err:
+            # The job goes on (its next write may succeed); the failure is logged, not hidden.
+            _log.warning("could not write the metrics of run %s: %s", job.job_id, err)
 
 
 def _check_owner(owner: str) -> None:
