@@ -477,6 +477,9 @@ def run_bench(
     torch.set_num_threads(threads or os.cpu_count() or 1)
     load_start = os.getloadavg()
     started = time.perf_counter()
+    if torch.get_num_threads() > 1 and load_start[0] > 0.5 * (os.cpu_count() or 1):
+        log(f"warning: load average {load_start[0]:.1f} on {os.cpu_count()} CPUs; with {torch.get_num_threads()} "
+            "threads every parallel region waits for descheduled threads (try --threads 1)")
     try:
         machine = machine_info(torch_device)
         log(f"matmul throughput ({plan.matmul_size}x{plan.matmul_size} float32)")
