@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
 
+from fa_core.comparison import QUICK_FRACTIONS, SHARE_KEYS, parse_share_query, share_query
 from fa_core.data import DATASETS, dataset_status
 from fa_core.jobs import JobAccessError, JobError, JobSnapshot, UnknownJobError
 from fa_core.models import MODELS
@@ -28,7 +30,6 @@ from app_pages.shared import (
     run_store,
 )
 
-QUICK_FRACTIONS = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]
 
 manager = job_manager()
 store = run_store()
@@ -61,6 +62,40 @@ def control(action: str, target: str) -> None:
     except JobError as err:
         notice(str(err), "warning")
 
+
+# ---- settings from a shared link (?model=...&rules=fa&lr=...), once per link ------------------------
+def load_settings_from_url() -> None:
+    """Preset the configuration widgets from the query string the first time this session sees it."""
+    shared = {k: st.query_params[k] for k in SHARE_KEYS if k in st.query_params}
+    if not shared or shared == st.session_state.get("cfg_url_applied"):
+        return
+    st.session_state["cfg_url_applied"] = shared
+    settings, problems = parse_share_query(shared)
+    for name in ("dataset", "model"):
+        if name in settings:
+            st.session_state[f"cfg_{name}"] = settings[name]
+    model_key = st.session_state.get("cfg_model", "mlp")
+    rules = settings.get("rules") or []
+    if rules:
+        st.session_state["cfg_rule"] = rules[0].rule
+        if rules[0].rule == "fa_ex":
+            st.session_state["cfg_p"] = int(rules[0].params.get("p", 100))
+        if len(rules) > 1:
+            problems.append("the Train page trains one rule: using the first (open Compare for several)")
+    for name, key in (("optimizer", "cfg_opt"), ("lr", "cfg_lr"), ("batch_size", "cfg_batch"), ("epochs", "cfg_epochs")):
+        if name in settings:
+            st.session_state[f"{key}_{model_key}"] = settings[name]
+    if "seed" in settings:
+        st.session_state["cfg_seed"] = settings["seed"]
+    if "fraction" in settings:
+        st.session_state["cfg_fraction"] = settings["fraction"]
+    if "sigma" in settings:
+        st.session_state["cfg_sigma"] = int(settings["sigma"]) - int(settings["sigma"]) % 5
+    if problems:
+        notice("Ignored from the link: " + "; ".join(problems), "warning")
+
+
+load_settings_from_url()
 
 # ---- configuration -------------------------------------------------------------------------------
 with st.container(border=True):
@@ -149,6 +184,14 @@ with st.container(border=True):
             st.session_state["train_job"] = job_id
             st.query_params["job"] = job_id
             st.rerun()  # so the sidebar and the buttons show the new job at once
+    with st.expander("Share this configuration", icon=":material/link:"):
+        try:
+            shared_query = share_query(build_config().to_dict())
+        except (ConfigError, ValueError) as err:
+            st.caption(f"Not shareable yet: {err}")
+        else:
+            st.caption("Open this link (add the server's address in front) to get these settings:")
+            st.code("/train?" + urlencode(shared_query), language=None)
 
 # ---- the attached job ----------------------------------------------------------------------------
 snapshot: JobSnapshot | None = None

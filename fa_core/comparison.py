@@ -19,7 +19,7 @@ import dataclasses
 import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +168,63 @@ def share_query(config: Mapping[str, Any], rules: Sequence[str] | None = None, m
     if mode:
         query["mode"] = mode
     return query
+
+
+def parse_share_query(query: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The settings in a shared query string (the inverse of :func:`share_query`) and the problems
+    found: unknown or out-of-range values are left out and named, never raised.
+
+    Keys of the result: ``dataset``, ``model``, ``rules`` (list of :class:`RuleChoice`),
+    ``optimizer``, ``lr``, ``batch_size``, ``epochs``, ``seed``, ``fraction``, ``sigma``, ``mode``;
+    only those present and valid.
+    """
+    from .data import DATASETS
+    from .training import OPTIMIZERS
+
+    settings: dict[str, Any] = {}
+    problems: list[str] = []
+
+    def text(name: str) -> str | None:
+        value = query.get(name)
+        return value if isinstance(value, str) and value != "" else None
+
+    def number(name: str, cast: Callable[[str], Any], ok: Callable[[Any], bool], target: str) -> None:
+        raw = text(name)
+        if raw is None:
+            return
+        try:
+            value = cast(raw)
+        except ValueError:
+            value = None
+        if value is None or (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
+            problems.append(f"{name}={raw!r} is not a valid value")
+        else:
+            settings[target] = value
+
+    for name, known in (("dataset", DATASETS), ("model", MODELS), ("opt", OPTIMIZERS)):
+        raw = text(name)
+        if raw is not None:
+            if raw in known:
+                settings["optimizer" if name == "opt" else name] = raw
+            else:
+                problems.append(f"unknown {name} {raw!r}")
+    if text("rules") is not None:
+        try:
+            settings["rules"] = parse_rule_keys(text("rules"))
+        except ValueError as err:
+            problems.append(str(err))
+    number("lr", float, lambda v: v > 0, "lr")
+    number("batch", int, lambda v: v >= 1, "batch_size")
+    number("epochs", int, lambda v: v >= 1, "epochs")
+    number("seed", int, lambda v: v >= 0, "seed")
+    number("frac", float, lambda v: v in QUICK_FRACTIONS, "fraction")
+    number("sigma", float, lambda v: 0 <= v <= 255, "sigma")
+    if text("mode") is not None:
+        if text("mode") in ("together", "queued"):
+            settings["mode"] = text("mode")
+        else:
+            problems.append(f"unknown mode {text('mode')!r}")
+    return settings, problems
 
 
 def submit_comparison(

@@ -187,3 +187,25 @@ def test_submit_comparison_together_and_queued(tmp_path: Path) -> None:
         assert manager.store.load_run(queued_ids[0]).status["group_together"] is False
     finally:
         manager.shutdown(wait=True)
+
+
+def test_share_query_round_trips_through_parse_share_query():
+    from fa_core.comparison import parse_share_query, share_query
+
+    config = TrainConfig(model="dae", rule="fa_ex", rule_params={"p": 80.0}, optimizer="rmsprop", lr=3e-4,
+                         batch_size=128, epochs=7, seed=5, sigma=100.0)
+    settings, problems = parse_share_query(share_query(config.to_dict()))
+    assert problems == []
+    assert settings["model"] == "dae" and settings["optimizer"] == "rmsprop" and settings["lr"] == 3e-4
+    assert settings["batch_size"] == 128 and settings["epochs"] == 7 and settings["seed"] == 5
+    assert settings["sigma"] == 100.0 and settings["fraction"] == 1.0
+    assert [c.key for c in settings["rules"]] == ["fa_ex80"]
+
+
+def test_parse_share_query_names_bad_values_instead_of_raising():
+    from fa_core.comparison import parse_share_query
+
+    settings, problems = parse_share_query({"model": "resnet", "lr": "-1", "epochs": "x", "rules": "fa_ex300",
+                                            "sigma": "999", "batch": "32"})
+    assert settings == {"batch_size": 32}
+    assert len(problems) == 5 and any("resnet" in p for p in problems) and any("p must be" in p for p in problems)

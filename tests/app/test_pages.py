@@ -73,6 +73,23 @@ def test_train_page_renders_defaults(app_env: Path) -> None:
     assert not at.exception
 
 
+def test_train_page_takes_settings_from_a_shared_link(app_env: Path) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.query_params.update({"model": "dae", "rules": "fa_ex80", "opt": "adam", "lr": "0.003", "epochs": "3",
+                            "seed": "7", "sigma": "100", "batch": "nope"})
+    at.run()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cfg_model").value == "dae" and at.selectbox(key="cfg_rule").value == "fa_ex"
+    assert at.slider(key="cfg_p").value == 80 and at.selectbox(key="cfg_opt_dae").value == "adam"
+    assert at.number_input(key="cfg_lr_dae").value == pytest.approx(0.003)
+    assert at.number_input(key="cfg_epochs_dae").value == 3 and at.number_input(key="cfg_seed").value == 7
+    assert at.slider(key="cfg_sigma").value == 100
+    assert any("batch='nope'" in w.value for w in at.warning)
+    shared = next(c.value for c in at.code if c.value.startswith("/train?"))
+    assert "model=dae" in shared and "rules=fa_ex80" in shared and "sigma=100" in shared
+
+
 def test_bad_config_shows_error(app_env: Path) -> None:
     at = train_page()
     at.number_input(key="cfg_lr_mlp").set_value(0.0)
