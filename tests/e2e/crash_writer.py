@@ -4,11 +4,12 @@
 a loop, rewrites its ``metrics.json`` (a few MB, so a kill often lands mid-write), its
 ``model.safetensors`` (an lc_cnn, 5.5 MB) and its ``status.json``, through the same
 :class:`fa_core.runs.RunStore` methods the app's jobs use. It prints ``cycle N`` after each full
-cycle.
+cycle, counting on from the cycle the last life left in ``status.json``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def main(root: str) -> None:
     run_id = runs[0].run_id if runs else store.create({"model": "lc_cnn", "rule": "fa"}, name="crash", status="running")
     model = build_model("lc_cnn", "mnist", "fa", seed=0)
     curve = [i * 0.001 for i in range(250_000)]
-    cycle = 0
+    status_file = Path(root) / run_id / "status.json"
+    cycle = json.loads(status_file.read_text()).get("cycle", 0) if status_file.exists() else 0
     while True:
         cycle += 1
         store.write_metrics(run_id, {"cycle": cycle, "curves": {"loss": {"steps": curve, "values": curve}}})
