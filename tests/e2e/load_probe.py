@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .server import CHROMIUM, CHROMIUM_ARGS, StreamlitServer
-from .ui import job_progress, open_train, query_param, quick_run_smallest, set_number, wait_for
+from .ui import job_progress, query_param, quick_run_smallest, set_number, wait_for
 
 SERVER_RE = r"Server: (\d+) running, (\d+) queued \(at most (\d+) at once\)"
 
@@ -59,22 +59,59 @@ def sidebar_state(page) -> dict[str, Any]:
 
 
 def start_run(page, epochs: int) -> str:
-    """Press Start on the Train page (already configured) and return the new job id."""
+    """Press Start on the Train page (already configured) and return the new job id.
+
+    The URL names the new job before the live view has re-rendered: until then the page still
+    shows the last job's final progress ("finished 57/57"), which a sampler would take for the new
+    job ending at once (and start yet another run, leaving this one orphaned). So this returns only
+    once the view shows a job that is not done (a new job is queued or running first).
+    """
     before = query_param(page, "job")
     page.locator(".st-key-start button").click()
-    return wait_for(lambda: (j := query_param(page, "job")) and j != before and j, 90, message="a new job id")
+    job = wait_for(lambda: (j := query_param(page, "job")) and j != before and j, 90, message="a new job id")
+    wait_for(lambda: (p := job_progress(page)) and p[0] in ("queued", "running", "paused"), 90,
+             message=f"the live view of the new job {job}")
+    return job
 
 
-def configure(page, base_url: str, epochs: int) -> None:
-    open_train(page, base_url)
+def configure(page, base_url: str, epochs: int, load_times: list[float]) -> None:
+    open_page(page, f"{base_url}/train", start_button, load_times)
     quick_run_smallest(page)
     set_number(page, "Epochs", epochs)
 
 
-def isolation_check(watcher, base_url: str, job: str, sid: str) -> dict[str, Any]:
+LOAD_PATIENCE_S = 180.0
+"""How long a page may take to load while the machine is saturated (2 cores: the server, three
+jobs and five browser pages) before the probe calls it a violation; the times are recorded."""
+
+
+def open_page(page, url: str, ready: Any, load_times: list[float]) -> None:
+    """Navigate to ``url`` and wait until ``ready(page)`` (a locator) is visible; the time it took
+    goes into ``load_times``. Waits for the navigation to commit, not for every static file's
+    "load" event, so a slow bundle download under load costs time, not a failure; one reload is
+    tried after half the patience."""
+    start = time.monotonic()
+    half_ms = LOAD_PATIENCE_S * 500
+    try:
+        page.goto(url, wait_until="commit", timeout=half_ms)
+        ready(page).wait_for(timeout=half_ms)
+    except Exception:  # noqa: BLE001 - retried once; the second failure propagates
+        page.goto(url, wait_until="commit", timeout=half_ms)
+        ready(page).wait_for(timeout=half_ms)
+    load_times.append(round(time.monotonic() - start, 1))
+
+
+def start_button(page) -> Any:
+    return page.get_by_role("button", name="Start")
+
+
+def home_heading(page) -> Any:
+    return page.get_by_role("heading", name="FA Lab").first
+
+
+def isolation_check(watcher, base_url: str, job: str, sid: str, load_times: list[float]) -> dict[str, Any]:
     """A watcher opens another session's job URL: refused, and no control buttons appear."""
-    watcher.goto(f"{base_url}/train?job={job}")
-    watcher.get_by_role("button", name="Start").wait_for()
+    open_page(watcher, f"{base_url}/train?job={job}", start_button, load_times)
     refused = watcher.get_by_text("That job belongs to another browser session").count() > 0 or \
         watcher.get_by_text("not known here").count() > 0
     controls = sum(watcher.locator(f".st-key-{k} button").count() for k in ("pause", "resume", "stop"))
@@ -85,8 +122,8 @@ def isolation_check(watcher, base_url: str, job: str, sid: str) -> dict[str, Any
 def recover_frozen_view(page, session: int, job: str, shown: tuple, t_s: float) -> dict[str, Any]:
     """A trainer's live view has shown the same running step for too long: reload the page (a new
     Streamlit session reattached through ``?job=&sid=``) and see whether it then shows the job."""
-    page.reload()
-    page.get_by_role("button", name="Start").wait_for()
+    page.reload(wait_until="commit", timeout=LOAD_PATIENCE_S * 1000)
+    start_button(page).wait_for(timeout=LOAD_PATIENCE_S * 1000)
     try:
         after = wait_for(lambda: (p := job_progress(page)) and p != shown and p, 30, message="a live view after reload")
     except AssertionError:
@@ -118,6 +155,7 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
     frozen: list[dict[str, Any]] = []
     last_change: dict[int, tuple[Any, float]] = {}
     setup_s = None
+    load_times: list[float] = []
     server.start()
     t0 = time.monotonic()
     rss_start = server.rss_kib()
@@ -134,17 +172,16 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
                 context.set_default_timeout(60_000)
                 pages.append(context.new_page())
             for i in range(trainers):
-                configure(pages[i], server.url, epochs)
+                configure(pages[i], server.url, epochs, load_times)
             for i in range(trainers):
                 started[i].append(start_run(pages[i], epochs))
             for k, page in enumerate(pages[trainers:]):
                 if k % 2 == 0:
-                    open_train(page, server.url)
+                    open_page(page, f"{server.url}/train", start_button, load_times)
                 else:
-                    page.goto(server.url)
-                    page.get_by_role("heading", name="FA Lab").first.wait_for()
+                    open_page(page, server.url, home_heading, load_times)
             watcher = pages[trainers]
-            isolation.append(isolation_check(watcher, server.url, started[0][-1], query_param(pages[0], "sid")))
+            isolation.append(isolation_check(watcher, server.url, started[0][-1], query_param(pages[0], "sid"), load_times))
             log(f"[{time.strftime('%H:%M:%S')}] {sessions} sessions open, {trainers} training; rss {rss_start / 1024:.0f} MiB at start")
 
             setup_s = round(time.monotonic() - t0, 1)
@@ -198,7 +235,7 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
                 if now >= deadline:
                     break
                 time.sleep(max(0.0, sample_s - (time.monotonic() - now)))
-            isolation.append(isolation_check(watcher, server.url, started[1][-1], query_param(pages[1], "sid")))
+            isolation.append(isolation_check(watcher, server.url, started[1][-1], query_param(pages[1], "sid"), load_times))
     finally:
         server.stop()
     for event in frozen:
@@ -210,6 +247,8 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
     summary = summarise(samples, trainers, max_jobs, started, finished, rss_start)
     summary["setup_s"] = setup_s
     summary["frozen_views"] = len(frozen)
+    summary["page_load_s"] = {"n": len(load_times), "max": max(load_times, default=None),
+                              "median": sorted(load_times)[len(load_times) // 2] if load_times else None}
     for i in range(trainers):
         if not summary["progressed"][i]:
             violations.append(f"session {i} never made progress")
