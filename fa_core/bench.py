@@ -53,7 +53,7 @@ from .training import (
     RunStarted,
     StepLosses,
     TrainConfig,
-    model_loss,
+    make_step,
     paper_protocol,
     resolve_device,
     train,
@@ -253,11 +253,10 @@ def make_step_case(model_name: str, rule: str, batch: int, device: torch.device,
     x = torch.rand(batch, *model.input_shape, generator=gen).to(device)
     target = torch.randint(0, 10, (batch,), generator=gen).to(device) if model.task == "classify" else x
 
+    train_step = make_step(model, optimizer)
+
     def step() -> None:
-        loss = model_loss(model.task, model(x), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(x, target)
 
     return StepCase(model_name, rule, batch, model, step, step_flops(model, batch), [])
 

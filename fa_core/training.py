@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import InMemoryDataset, load_dataset
+from .dense_step import DenseStep
 from .metrics import alignment_angles, signal_alignment_angles
 from .models import DATASET_SHAPES, MODELS, Network, build_model
 from .rules import get_rule
@@ -288,6 +289,29 @@ def model_loss(task: str, output: torch.Tensor, target: torch.Tensor, reduction:
     return loss.mean() if reduction == "mean" else loss.sum()
 
 
+StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def make_step(model: Network, optimizer: torch.optim.Optimizer) -> StepFn:
+    """The training step for ``model``: ``step(inputs, target) -> (loss, output)`` updates the
+    model once. Fully connected networks take the hand-written :class:`DenseStep` (the same
+    update without an autograd graph); every other network runs forward, ``backward()`` and
+    ``optimizer.step()``."""
+    dense = DenseStep.for_model(model, model.task, optimizer)
+    if dense is not None:
+        return dense
+
+    def step(inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(inputs)
+        loss = model_loss(model.task, out, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), out
+
+    return step
+
+
 @torch.no_grad()
 def evaluate(
     model: Network,
@@ -373,6 +397,7 @@ def train(
     model = build_model(config.model, config.dataset, config.rule, seed=config.seed, **config.rule_params).to(device)
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config.lr, config.momentum)
     task = model.task
+    step_fn = make_step(model, optimizer)
     order_gen = torch.Generator().manual_seed(config.seed)
     noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     noise_seed = config.seed + 2
@@ -427,15 +452,10 @@ def train(
             start = i * config.batch_size
             clean = to_float(epoch_x[start : start + config.batch_size])
             if task == "classify":
-                target = epoch_y[start : start + config.batch_size]
-                out = model(clean)
+                target, inputs = epoch_y[start : start + config.batch_size], clean
             else:
-                target = clean
-                out = model(add_noise(clean, config.sigma, noise_gen))
-            loss = loss_fn(out, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+                target, inputs = clean, add_noise(clean, config.sigma, noise_gen)
+            loss, out = step_fn(inputs, target)
             pending.append(loss.detach())
             if task == "classify":
                 torch.eq(out.argmax(1), target, out=hits[start : start + len(target)])
