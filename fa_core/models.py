@@ -120,7 +120,7 @@ def _pooled(size: int, kind: type[nn.Module]) -> int:
     return size // 2 if kind is nn.MaxPool2d else (size - 3) // 2 + 1
 
 
-def _cnn(shape, classes, rule, gen, local: bool) -> OrderedDict[str, nn.Module]:
+def _cnn(shape, classes, rule, gen, local: bool, local_bias: bool = True) -> OrderedDict[str, nn.Module]:
     plan, pool = _cnn_plan(shape)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     in_ch, size = shape[0], shape[1]
@@ -128,7 +128,7 @@ def _cnn(shape, classes, rule, gen, local: bool) -> OrderedDict[str, nn.Module]:
     for i, out_ch in enumerate(plan, start=1):
         if local:
             layer: nn.Module = LocallyConnected2d(
-                in_ch, out_ch, 5, size, padding=2, rule=rule, generator=gen
+                in_ch, out_ch, 5, size, padding=2, bias=local_bias, rule=rule, generator=gen
             )
         else:
             layer = FeedbackConv2d(in_ch, out_ch, 5, padding=2, rule=rule, generator=gen)
@@ -147,6 +147,13 @@ def _cnn(shape, classes, rule, gen, local: bool) -> OrderedDict[str, nn.Module]:
 @register_model("lc_cnn", "locally connected CNN (the paper's FA network)")
 def _lc_cnn(shape, classes, rule, gen) -> OrderedDict[str, nn.Module]:
     return _cnn(shape, classes, rule, gen, local=True)
+
+
+@register_model("lc_cnn_nobias", "locally connected CNN whose LC layers have no bias (as the reference code trains it)")
+def _lc_cnn_nobias(shape, classes, rule, gen) -> OrderedDict[str, nn.Module]:
+    """The reference code's LC bias never receives a gradient (an indexing slip) and stays 0:
+    the same network as ``lc_cnn`` with the LC layers' biases left out."""
+    return _cnn(shape, classes, rule, gen, local=True, local_bias=False)
 
 
 @register_model("conv_cnn", "shared-weight CNN of the same shape (the paper's BP baseline)")

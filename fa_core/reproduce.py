@@ -82,6 +82,14 @@ def _classifier_table(table: str, dataset: str, paper: dict[tuple[str, str], flo
                 Cell(table, f"{row} (summed loss)", column, replace(summed, model=model), "test_accuracy", paper[(row, column)],
                      "SGD 0.01 on the batch-summed loss = SGD 0.32 on the mean")
             )
+    for row, (rule, params) in rules.items():
+        if rule == "bp":
+            continue
+        frozen = TrainConfig(dataset=dataset, rule=rule, rule_params=dict(params), seed=PAPER_SEED, **SUMMED_PROTOCOL)
+        cells.append(
+            Cell(table, f"{row} (summed loss, LC bias fixed at 0)", "CNN", replace(frozen, model="lc_cnn_nobias"),
+                 "test_accuracy", paper[(row, "CNN")], "the reference code's LC biases never train: left out")
+        )
     fc_paper = TrainConfig(dataset=dataset, seed=PAPER_SEED, model="mlp", **CNN_PROTOCOL)
     for row, (rule, params) in rules.items():
         cells.append(

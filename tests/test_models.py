@@ -56,3 +56,19 @@ def test_unknown_names_are_refused_clearly():
         build_model("resnet")
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         build_model("mlp", dataset="svhn")
+
+
+def test_lc_cnn_nobias_is_lc_cnn_without_the_local_biases() -> None:
+    """The reference code's LC biases never train; ``lc_cnn_nobias`` leaves them out and keeps
+    every other weight and B identical to ``lc_cnn`` for a seed."""
+    plain = build_model("lc_cnn", "mnist", "fa", seed=5)
+    nobias = build_model("lc_cnn_nobias", "mnist", "fa", seed=5)
+    local = [name for name, m in nobias.named_children() if name.startswith("lc")]
+    assert local == ["lc1", "lc2"]
+    assert all(getattr(nobias, name).bias is None for name in local)
+    plain_state = plain.state_dict()
+    for key, value in nobias.state_dict().items():
+        assert torch.equal(value, plain_state[key]), key
+    assert set(plain_state) - set(nobias.state_dict()) == {"lc1.bias", "lc2.bias"}
+    x = torch.rand(4, 1, 28, 28)
+    assert nobias(x).shape == (4, 10)
