@@ -16,7 +16,9 @@ without a graph:
   under backpropagation, ``B`` under feedback alignment: Lillicrap et al., 2016, Nat. Commun. 7,
   13276; the rule decides through :meth:`~fa_core.layers.FeedbackLayer.backward_operand`);
 * the gradients go into ``.grad`` and the run's own optimizer steps, so SGD, Adam and RMSprop
-  behave exactly as on the autograd path.
+  behave exactly as on the autograd path. Plain SGD (no momentum, weight decay, Nesterov or
+  maximize) is applied in place instead, ``W -= lr * delta^T a`` as one ``addmm_``, with the
+  optimizer's current ``lr``; the optimizer's own ``step`` would cost as much as the products.
 
 The result equals the autograd path's step to float rounding (``tests/test_dense_step.py``
 checks weights, biases and losses after several steps of every rule, model and optimizer).
@@ -39,16 +41,17 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class Activation:
-    """An elementwise nonlinearity and its derivative written in terms of its output ``y``."""
+    """An elementwise nonlinearity and its backward, ``backward(delta, y) = delta * f'`` written
+    in terms of the output ``y`` (PyTorch's own backward kernels: one operation each)."""
 
     forward: Callable[[Tensor], Tensor]
-    derivative: Callable[[Tensor], Tensor]
+    backward: Callable[[Tensor, Tensor], Tensor]
 
 
 ACTIVATIONS: dict[type[nn.Module], Activation] = {
-    nn.ReLU: Activation(torch.relu, lambda y: (y > 0).to(y.dtype)),
-    nn.Tanh: Activation(torch.tanh, lambda y: 1 - y * y),
-    nn.Sigmoid: Activation(torch.sigmoid, lambda y: y * (1 - y)),
+    nn.ReLU: Activation(torch.relu, lambda delta, y: torch.ops.aten.threshold_backward(delta, y, 0)),
+    nn.Tanh: Activation(torch.tanh, torch.ops.aten.tanh_backward),
+    nn.Sigmoid: Activation(torch.sigmoid, torch.ops.aten.sigmoid_backward),
 }
 """Activations the hand-written step supports (a new one is one entry)."""
 
@@ -61,7 +64,7 @@ def _cross_entropy(out: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     log_p = torch.log_softmax(out, dim=1)
     loss = F.nll_loss(log_p, target)
     grad = log_p.exp_()
-    grad.sub_(F.one_hot(target, out.shape[1]).to(grad.dtype)).div_(out.shape[0])
+    grad.scatter_add_(1, target.unsqueeze(1), grad.new_full((len(grad), 1), -1.0)).div_(out.shape[0])
     return loss, grad
 
 
@@ -80,6 +83,15 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]] = {
 """The loss (value and gradient) of each task, as :func:`fa_core.training.model_loss` defines it."""
 
 
+def is_plain_sgd(optimizer: torch.optim.Optimizer) -> bool:
+    """SGD whose step is exactly ``p -= lr * grad``, with one parameter group."""
+    if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    return (group["momentum"] == 0 and group["weight_decay"] == 0 and not group["nesterov"]
+            and not group.get("maximize", False))
+
+
 class DenseStep:
     """One hand-written training step of a fully connected network; see the module docstring.
 
@@ -93,6 +105,14 @@ class DenseStep:
         self.plan = plan
         self.loss = LOSSES[task]
         self.optimizer = optimizer
+        self.in_place_sgd = is_plain_sgd(optimizer)
+        self.first = next(i for i, item in enumerate(plan) if isinstance(item, FeedbackLinear))
+        # Per dense layer: (layer, weight, bias, W^T view). The parameters are updated in place,
+        # so these references (and the transposed view) stay valid for the model's lifetime.
+        self.dense = {
+            i: (item, item.weight, item.bias, item.weight.t())
+            for i, item in enumerate(plan) if isinstance(item, FeedbackLinear)
+        }
 
     @classmethod
     def for_model(cls, model: nn.Module, task: str, optimizer: torch.optim.Optimizer) -> "DenseStep | None":
@@ -118,24 +138,37 @@ class DenseStep:
     def __call__(self, inputs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         a = inputs.reshape(len(inputs), -1)
         saved: list[Tensor] = []
-        for item in self.plan:
-            if isinstance(item, FeedbackLinear):
+        dense = self.dense
+        for index, item in enumerate(self.plan):
+            if index in dense:
+                _, _, bias, weight_t = dense[index]
                 saved.append(a)
-                a = a @ item.weight.t() if item.bias is None else torch.addmm(item.bias, a, item.weight.t())
+                a = a @ weight_t if bias is None else torch.addmm(bias, a, weight_t)
             else:
                 a = item.forward(a)
                 saved.append(a)
         loss, delta = self.loss(a, target)
-        first = next(i for i, item in enumerate(self.plan) if isinstance(item, FeedbackLinear))
+        first = self.first
+        lr = self.optimizer.param_groups[0]["lr"] if self.in_place_sgd else 0.0
         for index in range(len(self.plan) - 1, first - 1, -1):
-            item, kept = self.plan[index], saved[index]
-            if isinstance(item, FeedbackLinear):
-                item.weight.grad = delta.t() @ kept
-                if item.bias is not None:
-                    item.bias.grad = delta.sum(0)
-                if index > first:
-                    delta = delta @ item.backward_operand()
+            kept = saved[index]
+            if index in dense:
+                layer, weight, bias, _ = dense[index]
+                # the error sent down is computed before W changes (it may be W itself under BP)
+                below = delta @ layer.backward_operand() if index > first else None
+                delta_t = delta.t()
+                if self.in_place_sgd:
+                    weight.addmm_(delta_t, kept, alpha=-lr)
+                    if bias is not None:
+                        bias.add_(delta.sum(0), alpha=-lr)
+                else:
+                    weight.grad = delta_t @ kept
+                    if bias is not None:
+                        bias.grad = delta.sum(0)
+                if below is not None:
+                    delta = below
             else:
-                delta = delta * item.derivative(kept)
-        self.optimizer.step()
+                delta = self.plan[index].backward(delta, kept)
+        if not self.in_place_sgd:
+            self.optimizer.step()
         return loss, a

@@ -50,17 +50,22 @@ def _autograd_step(model: Network, optimizer: torch.optim.Optimizer, inputs, tar
 
 @pytest.mark.parametrize("model_name", ["mlp", "dae"])
 @pytest.mark.parametrize("rule,params", RULES)
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
-def test_dense_step_equals_autograd(model_name, rule, params, optimizer) -> None:
+@pytest.mark.parametrize("optimizer,momentum", [("sgd", 0.0), ("sgd", 0.5), ("adam", 0.0), ("rmsprop", 0.5)])
+def test_dense_step_equals_autograd(model_name, rule, params, optimizer, momentum) -> None:
+    """Plain SGD (momentum 0) takes the in-place update; the others the optimizer's own step."""
     reference = build_model(model_name, "mnist", rule, seed=3, **params)
     fast = build_model(model_name, "mnist", rule, seed=3, **params)
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), fast.state_dict().values()))
     lr = 0.05 if optimizer == "sgd" else 1e-3
-    opt_ref = OPTIMIZERS[optimizer](reference.parameters(), lr, 0.5 if optimizer != "adam" else 0.0)
-    opt_fast = OPTIMIZERS[optimizer](fast.parameters(), lr, 0.5 if optimizer != "adam" else 0.0)
+    opt_ref = OPTIMIZERS[optimizer](reference.parameters(), lr, momentum)
+    opt_fast = OPTIMIZERS[optimizer](fast.parameters(), lr, momentum)
     step = DenseStep.for_model(fast, fast.task, opt_fast)
     assert step is not None
-    for inputs, target in _batches(model_name, steps=4):
+    assert step.in_place_sgd == (optimizer == "sgd" and momentum == 0)
+    for k, (inputs, target) in enumerate(_batches(model_name, steps=4)):
+        if k == 2:  # a learning-rate change (a schedule) reaches both paths
+            for opt in (opt_ref, opt_fast):
+                opt.param_groups[0]["lr"] = lr / 2
         expected_loss, expected_out = _autograd_step(reference, opt_ref, inputs, target)
         loss, out = step(inputs, target)
         torch.testing.assert_close(loss, expected_loss, rtol=1e-7, atol=1e-9)

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from conftest import synthetic_dataset
+from fa_core.models import build_model
 from fa_core.training import (
+    OPTIMIZERS,
     AnglesMeasured,
     ConfigError,
     EpochEnded,
@@ -19,6 +21,8 @@ from fa_core.training import (
     StepLosses,
     TrainConfig,
     add_noise,
+    make_step,
+    model_loss,
     train,
 )
 
@@ -158,3 +162,29 @@ def test_step_metrics_stay_on_the_device_until_an_event(tiny_mnist):
     for chunk, record in zip(chunks, records):
         assert record["train_loss"] == pytest.approx(sum(chunk.losses) / len(chunk.losses), rel=1e-5)
         assert 0.0 < record["train_accuracy"] <= 100.0
+
+
+@pytest.mark.parametrize("model_name", ["lc_cnn", "conv_cnn"])
+def test_plain_sgd_step_equals_torch_sgd(model_name) -> None:
+    """Networks outside the dense step use autograd; with plain SGD the update is applied in
+    place, and must equal ``torch.optim.SGD`` (a learning-rate change included)."""
+    reference = build_model(model_name, "mnist", "fa", seed=4)
+    fast = build_model(model_name, "mnist", "fa", seed=4)
+    opt_ref = OPTIMIZERS["sgd"](reference.parameters(), 0.05, 0.0)
+    opt_fast = OPTIMIZERS["sgd"](fast.parameters(), 0.05, 0.0)
+    step = make_step(fast, opt_fast)
+    gen = torch.Generator().manual_seed(0)
+    for k in range(3):
+        if k == 2:
+            for opt in (opt_ref, opt_fast):
+                opt.param_groups[0]["lr"] = 0.02
+        x, y = torch.rand(8, 1, 28, 28, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+        loss_ref = model_loss("classify", reference(x), y)
+        opt_ref.zero_grad()
+        loss_ref.backward()
+        opt_ref.step()
+        loss, _ = step(x, y)
+        torch.testing.assert_close(loss, loss_ref.detach())
+    for (name, a), b in zip(reference.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(b, a, msg=name)
+    assert not torch.equal(build_model(model_name, "mnist", "fa", seed=4).fc3.weight, fast.fc3.weight)
