@@ -58,8 +58,9 @@ def sidebar_state(page) -> dict[str, Any]:
     return {"jobs": jobs, "counts": counts}
 
 
-def start_run(page, epochs: int) -> str:
-    """Press Start on the Train page (already configured) and return the new job id.
+def start_run(page, epochs: int, first_status: list[str]) -> str:
+    """Press Start on the Train page (already configured) and return the new job id; the status
+    the new job's live view first shows (queued, running or paused) goes into ``first_status``.
 
     The URL names the new job before the live view has re-rendered: until then the page still
     shows the last job's final progress ("finished 57/57"), which a sampler would take for the new
@@ -69,8 +70,9 @@ def start_run(page, epochs: int) -> str:
     before = query_param(page, "job")
     page.locator(".st-key-start button").click()
     job = wait_for(lambda: (j := query_param(page, "job")) and j != before and j, 90, message="a new job id")
-    wait_for(lambda: (p := job_progress(page)) and p[0] in ("queued", "running", "paused"), 90,
-             message=f"the live view of the new job {job}")
+    shown = wait_for(lambda: (p := job_progress(page)) and p[0] in ("queued", "running", "paused") and p, 90,
+                     message=f"the live view of the new job {job}")
+    first_status.append(shown[0])
     return job
 
 
@@ -156,6 +158,7 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
     last_change: dict[int, tuple[Any, float]] = {}
     setup_s = None
     load_times: list[float] = []
+    first_status: list[str] = []
     server.start()
     t0 = time.monotonic()
     rss_start = server.rss_kib()
@@ -174,7 +177,7 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
             for i in range(trainers):
                 configure(pages[i], server.url, epochs, load_times)
             for i in range(trainers):
-                started[i].append(start_run(pages[i], epochs))
+                started[i].append(start_run(pages[i], epochs, first_status))
             for k, page in enumerate(pages[trainers:]):
                 if k % 2 == 0:
                     open_page(page, f"{server.url}/train", start_button, load_times)
@@ -221,7 +224,7 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
                             if progress[0] == "failed":
                                 violations.append(f"t={sample['t_s']}s session {i} job failed")
                             finished[i] += 1
-                            started[i].append(start_run(page, epochs))
+                            started[i].append(start_run(page, epochs, first_status))
                     sample["sessions"].append(entry)
                 samples.append(sample)
                 counts = [s["counts"] for s in sample["sessions"] if s.get("counts")]
@@ -245,6 +248,8 @@ def run_probe(minutes: float, out: Path | None, sessions: int = 5, trainers: int
         if not check["refused"] or check["control_buttons"] or not check["kept_own_sid"]:
             violations.append(f"isolation: {check}")
     summary = summarise(samples, trainers, max_jobs, started, finished, rss_start)
+    summary["first_status_counts"] = {s: first_status.count(s) for s in sorted(set(first_status))}
+    summary["queue_seen"] = summary["queue_seen"] or "queued" in first_status
     summary["setup_s"] = setup_s
     summary["frozen_views"] = len(frozen)
     summary["page_load_s"] = {"n": len(load_times), "max": max(load_times, default=None),
@@ -304,7 +309,7 @@ def summarise(samples: list[dict[str, Any]], trainers: int, max_jobs: int, start
         "max_running_seen": max((c[0] for c in counts), default=None),
         "max_queued_seen": max((c[1] for c in counts), default=None),
         "cap": max_jobs,
-        "queue_seen": any(c[1] > 0 for c in counts),
+        "queue_seen": any(c[1] > 0 for c in counts),  # or a new job's view opened on "queued" (run_probe)
         "runs_started": {str(i): len(v) for i, v in started.items()},
         "runs_finished": {str(i): n for i, n in finished.items()},
         "progressed": progressed,

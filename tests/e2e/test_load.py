@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_five_sessions_three_training_for_a_minute(browser, tmp_path) -> None:
-    result = run_probe(minutes=1.0, out=tmp_path / "load.json", epochs=3, sample_s=5.0, log=lambda line: None,
+    result = run_probe(minutes=1.0, out=tmp_path / "load.json", epochs=20, sample_s=5.0, log=lambda line: None,
                        stale_s=30.0, browser=browser, root=tmp_path)
     summary = result["summary"]
     assert result["violations"] == [], result["violations"]
