@@ -68,7 +68,7 @@ class ConvFeedback(torch.autograd.Function):
         stride: tuple[int, int],
         padding: tuple[int, int],
     ) -> torch.Tensor:
-        ctx.save_for_backward(x, weight, operand)
+        ctx.save_for_backward(x, operand)
         ctx.has_bias = bias is not None
         ctx.stride = stride
         ctx.padding = padding
@@ -76,7 +76,7 @@ class ConvFeedback(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):  # type: ignore[override]
-        x, weight, operand = ctx.saved_tensors
+        x, operand = ctx.saved_tensors
         common = dict(
             stride=list(ctx.stride),
             padding=list(ctx.padding),
@@ -85,18 +85,14 @@ class ConvFeedback(torch.autograd.Function):
             output_padding=[0, 0],
             groups=1,
         )
-        bias_sizes = [weight.shape[0]] if ctx.has_bias else None
-        want_x = ctx.needs_input_grad[0]
-        want_w = ctx.needs_input_grad[1]
-        want_b = ctx.has_bias and ctx.needs_input_grad[2]
+        bias_sizes = [operand.shape[0]] if ctx.has_bias else None
+        # One call for all three gradients, with the operand in the weight's place: the weight
+        # enters only the input gradient (the weight gradient is grad_out correlated with x), so
+        # FA costs exactly what BP costs (two calls cost ~7% more on a CPU).
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad_out, x, weight, bias_sizes, **common,
-            output_mask=[want_x and operand is weight, want_w, want_b],
+            grad_out, x, operand, bias_sizes, **common,
+            output_mask=[ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]],
         )
-        if want_x and operand is not weight:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad_out, x, operand, None, **common, output_mask=[True, False, False]
-            )[0]
         return grad_x, grad_w, grad_b, None, None, None
 
 
