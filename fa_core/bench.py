@@ -7,8 +7,9 @@ Measured in one run on one device:
   batch 32 and 256 on MNIST-shaped random inputs, plus :class:`NaiveLocallyConnected2d`'s network
   under FA (the authors' way: the input is copied once per output channel) as the baseline to
   beat; ``conv_cnn`` under BP (shared filters) is the practical floor. The cases are timed
-  round-robin, a few steps each per round, so that a load change on a shared machine hits every
-  case alike.
+  round-robin, a block of steps each per round (at least 3 steps and 50 ms) in a new random order
+  every round, so that a load change on a shared machine hits every case alike and no case always
+  runs right after the same other one.
 * **epochs** -- the wall time of one MNIST epoch per model through the real training loop
   (:func:`fa_core.training.train`, batch 32, ``dae`` 128, in-loop alignment probes included, the
   test-set evaluation reported apart), and of one CIFAR-10 ``lc_cnn`` epoch.
@@ -28,6 +29,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -268,22 +270,31 @@ def time_steps(
     block: int,
     warmup: int,
     log: Callable[[str], None] = lambda _m: None,
+    min_block_s: float = 0.0,
 ) -> None:
-    """Round-robin timing: each round runs ``block`` steps of every case and keeps all but the
-    first (which pays for switching models); ``warmup`` untimed steps per case come first."""
+    """Round-robin timing. Each round visits every case once, in a new seeded random order (so
+    no case always follows the same one), runs one untimed step (it pays for switching models),
+    then times steps until at least ``block`` steps and ``min_block_s`` seconds are done (cheap
+    steps get many samples, expensive ones ``block``); ``warmup`` untimed steps per case first."""
     for case in cases:
         for _ in range(warmup):
             case.step()
     _sync(device)
+    order = list(cases)
     for done in range(rounds):
         log(f"  round {done + 1}/{rounds}")
-        for case in cases:
-            for i in range(block):
+        random.Random(done).shuffle(order)
+        for case in order:
+            case.step()
+            _sync(device)
+            began = time.perf_counter()
+            timed = 0
+            while timed < block or time.perf_counter() - began < min_block_s:
                 start = time.perf_counter()
                 case.step()
                 _sync(device)
-                if i > 0 or block == 1:
-                    case.samples.append(time.perf_counter() - start)
+                case.samples.append(time.perf_counter() - start)
+                timed += 1
 
 
 def step_record(case: StepCase, peak_gflops: float) -> dict[str, Any]:
@@ -416,6 +427,7 @@ class BenchPlan:
     test_limit: int | None
     angle_points_per_epoch: int
     probe_size: int
+    min_block_s: float = 0.0
 
     @classmethod
     def for_mode(cls, quick: bool) -> "BenchPlan":
@@ -424,7 +436,7 @@ class BenchPlan:
                        mnist_train_limit=256, cifar_train_limit=64, test_limit=128,
                        angle_points_per_epoch=2, probe_size=64)
         defaults = TrainConfig()
-        return cls(rounds=12, block=3, warmup=3, matmul_size=1024, matmul_repeats=20,
+        return cls(rounds=12, block=3, warmup=3, matmul_size=1024, matmul_repeats=20, min_block_s=0.05,
                    mnist_train_limit=None, cifar_train_limit=None, test_limit=None,
                    angle_points_per_epoch=defaults.angle_points_per_epoch, probe_size=defaults.probe_size)
 
@@ -487,7 +499,7 @@ def run_bench(
         cases = [make_step_case(m, r, b, torch_device) for b in BATCH_SIZES for m in MODELS for r in RULES]
         cases += [make_step_case(NAIVE, "fa", b, torch_device) for b in BATCH_SIZES]
         log(f"training steps: {len(cases)} cases x {plan.rounds} rounds")
-        time_steps(cases, torch_device, plan.rounds, plan.block, plan.warmup, log)
+        time_steps(cases, torch_device, plan.rounds, plan.block, plan.warmup, log, plan.min_block_s)
         steps = {case.key: step_record(case, peak) for case in cases}
         del cases
         epochs = []

@@ -153,3 +153,33 @@ def test_markdown_report_and_rerender(quick_run, tmp_path, capsys):
     assert "Note: a quiet night" in (tmp_path / "noted.md").read_text()
     assert json.loads((tmp_path / "noted.json").read_text())["note"] == "a quiet night"
     assert "lc_cnn FA b32 / conv_cnn BP b32" in capsys.readouterr().out
+
+
+def test_time_steps_blocks_shuffle_and_min_duration():
+    """Every case gets at least ``rounds * block`` timed steps plus one untimed switch step per
+    round; a cheap case keeps stepping until ``min_block_s`` has passed; the visiting order
+    changes between rounds."""
+    import time as _time
+
+    from fa_core.bench import StepCase, time_steps
+
+    visits: list[str] = []
+
+    def make(name: str, seconds: float) -> StepCase:
+        def step() -> None:
+            visits.append(name)
+            _time.sleep(seconds)
+
+        return StepCase(name, "fa", 32, None, step, 1, [])  # type: ignore[arg-type]
+
+    cases = [make(f"case{i}", 0.0) for i in range(5)] + [make("slow", 0.01)]
+    time_steps(cases, torch.device("cpu"), rounds=4, block=2, warmup=1, min_block_s=0.005)
+    for case in cases:
+        assert len(case.samples) >= 4 * 2
+    slow, fast = cases[-1], cases[0]
+    assert len(slow.samples) == 4 * 2  # each of its steps outlasts min_block_s: block steps a round
+    assert len(fast.samples) > len(slow.samples)
+    runs = [name for k, name in enumerate(visits[len(cases):]) if k == 0 or visits[len(cases) + k - 1] != name]
+    rounds = [tuple(runs[r * len(cases):(r + 1) * len(cases)]) for r in range(4)]
+    assert all(sorted(order) == sorted(c.model_name for c in cases) for order in rounds)
+    assert len(set(rounds)) > 1
