@@ -155,6 +155,25 @@ def test_markdown_report_and_rerender(quick_run, tmp_path, capsys):
     assert "lc_cnn FA b32 / conv_cnn BP b32" in capsys.readouterr().out
 
 
+def test_markdown_with_a_second_run_and_the_shared_machine_remark(quick_run, tmp_path):
+    """Two JSON files render as one report (the second as its own section with its targets); the
+    shared-machine remark counts only load beyond the benchmark's own threads."""
+    out, results = quick_run
+    second = json.loads(json.dumps(results))
+    second["machine"]["torch_threads"] = 1
+    second["load_average"] = {"start": [1.9, 1.0, 1.0], "end": [1.2, 1.0, 1.0]}  # 0.9 beyond its thread: quiet
+    (tmp_path / "one.json").write_text(json.dumps(second))
+    assert main(["bench", "--from-json", str(out / "bench.json"), "--from-json", str(tmp_path / "one.json"),
+                 "--markdown", str(tmp_path / "both.md")]) == 0
+    both = (tmp_path / "both.md").read_text()
+    head, tail = both.split("## The same benchmark with 1 torch thread", 1)
+    assert "## Targets (issue 6)" in head and "### Targets" in tail and "| naive_lc_cnn | fa |" in tail
+    assert "Shared machine" not in tail
+    second["load_average"]["end"] = [3.5, 1.0, 1.0]  # 2.5 beyond its one thread on this machine
+    busy = render_markdown(second)
+    assert ("Shared machine" in busy) == (2.5 > 0.5 * (second["machine"]["cpu_count"] or 1))
+
+
 def test_time_steps_blocks_shuffle_and_min_duration():
     """Every case gets at least ``rounds * block`` timed steps plus one untimed switch step per
     round; a cheap case keeps stepping until ``min_block_s`` has passed; the visiting order
