@@ -20,7 +20,7 @@ from fa_core.models import MODELS
 from fa_core.plots import accuracy_figure, angles_figure, loss_figure, run_from_metrics, run_from_snapshot
 from fa_core.rules import RULES
 from fa_core.runs import RunError
-from fa_core.training import OPTIMIZERS, ConfigError, TrainConfig, paper_protocol
+from fa_core.training import LR_SCHEDULES, OPTIMIZERS, ConfigError, TrainConfig, paper_protocol
 from app_pages.shared import (
     STATUS_ICONS,
     checkpoints_dir,
@@ -153,11 +153,15 @@ with st.container(border=True):
     )
     run_name = e3.text_input("Run name (optional)", key="cfg_name", max_chars=120)
     with st.expander("Advanced"):
-        a1, a2 = st.columns(2)
+        a1, a2, a3 = st.columns(3)
         momentum = a1.number_input(
             "Momentum (SGD/RMSprop)", min_value=0.0, max_value=0.999, value=0.0, step=0.1, key="cfg_momentum",
         )
-        device = a2.selectbox("Device", ["auto", "cpu", "cuda"], key="cfg_device")
+        lr_schedule = a2.selectbox(
+            "Learning-rate schedule", list(LR_SCHEDULES), key="cfg_lr_schedule",
+            help="constant: the paper's protocol; cosine: from the learning rate down towards 0 over the run.",
+        )
+        device = a3.selectbox("Device", ["auto", "cpu", "cuda"], key="cfg_device")
 
     status = dataset_status(dataset)
     if status != "ready":
@@ -170,7 +174,7 @@ with st.container(border=True):
             train_limit = max(int(batch_size), math.ceil(fraction * DATASETS[dataset].train_size))
         return TrainConfig(
             dataset=dataset, model=model, rule=rule, rule_params=rule_params, optimizer=optimizer,
-            lr=float(lr), momentum=float(momentum), batch_size=int(batch_size), epochs=int(epochs),
+            lr=float(lr), lr_schedule=lr_schedule, momentum=float(momentum), batch_size=int(batch_size), epochs=int(epochs),
             seed=int(seed), sigma=sigma, device=device, train_limit=train_limit,
         )
 

@@ -21,6 +21,7 @@ from . import shipped
 from .models import MODELS
 from .rules import RULES
 from .training import (
+    LR_SCHEDULES,
     OPTIMIZERS,
     AnglesMeasured,
     ConfigError,
@@ -56,6 +57,8 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--c", type=float, help="fa_ex: magnitude of B's entries (default 0.5)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS))
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-schedule", default="constant", choices=sorted(LR_SCHEDULES),
+                   help="constant, or cosine annealing from --lr towards 0 over the run")
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--epochs", type=int)
@@ -87,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         model=args.model,
         rule=args.rule,
         rule_params=rule_params,
+        lr_schedule=args.lr_schedule,
         momentum=args.momentum,
         sigma=args.sigma,
         device=args.device,

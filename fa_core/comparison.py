@@ -295,6 +295,8 @@ def _protocol_differences(config: TrainConfig, cell: TrainConfig, train_size: in
         out.append(f"batch {config.batch_size} (cell: {cell.batch_size})")
     if config.epochs != cell.epochs:
         out.append(f"{config.epochs} epochs (cell: {cell.epochs})")
+    if config.lr_schedule != cell.lr_schedule:
+        out.append(f"{config.lr_schedule} lr schedule (cell: {cell.lr_schedule})")
     if config.momentum:
         out.append(f"momentum {config.momentum:g} (cell: 0)")
     if config.train_limit is not None:

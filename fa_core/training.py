@@ -34,6 +34,14 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 """Optimizer factories by name; ``momentum`` is ignored by Adam."""
 
+LR_SCHEDULES: dict[str, Callable[[int, int], float]] = {
+    "constant": lambda step, total: 1.0,
+    "cosine": lambda step, total: 0.5 * (1.0 + math.cos(math.pi * step / total)),
+}
+"""Learning-rate schedules by name: the factor on ``lr`` before step ``step`` (0-based) of
+``total``. ``cosine`` is SGDR's annealing without restarts (Loshchilov & Hutter 2017,
+arXiv:1608.03983): ``lr_t = lr * (1 + cos(pi t / T)) / 2``, from ``lr`` down towards 0 over the run."""
+
 
 class ConfigError(ValueError):
     """A training configuration with one or more bad values; the message lists each."""
@@ -66,6 +74,7 @@ class TrainConfig:
     rule_params: dict[str, float] = field(default_factory=dict)
     optimizer: str = "sgd"
     lr: float = 0.01
+    lr_schedule: str = "constant"
     momentum: float = 0.0
     batch_size: int = 32
     epochs: int = 10
@@ -99,6 +108,8 @@ class TrainConfig:
             problems.append(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             problems.append(f"learning rate must be a finite number > 0, got {self.lr!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"unknown learning-rate schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
         if not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1), got {self.momentum!r}")
         positive_int("batch size", self.batch_size)
@@ -452,6 +463,7 @@ def train(
     last_angles = measure_angles(0, 0)
     yield last_angles
 
+    schedule = None if config.lr_schedule == "constant" else LR_SCHEDULES[config.lr_schedule]
     step = 0
     history: list[dict[str, Any]] = []
     losses = torch.zeros(steps_per_epoch, device=device)
@@ -480,6 +492,9 @@ def train(
                 target, inputs = epoch_y[start : start + config.batch_size], clean
             else:
                 target, inputs = clean, add_noise(clean, config.sigma, noise_gen)
+            if schedule is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * schedule(step, total_steps)
             loss, out = step_fn(inputs, target)
             pending.append(loss.detach())
             if task == "classify":

@@ -1,6 +1,6 @@
 """Principled per-rule tuning on MNIST, beyond the paper's single protocol.
 
-For each rule, every candidate protocol (optimizer, learning rate, momentum) trains on the first
+For each rule, every candidate protocol (optimizer, learning rate, momentum, schedule) trains on the first
 50 000 training images for up to ``max_epochs`` epochs and is scored after every epoch on the
 held-out last 10 000 training images (the validation split; the test set is never looked at while
 choosing). The best (candidate, epoch count) by validation accuracy, or validation BCE for the
@@ -28,18 +28,22 @@ VALIDATION_SIZE = 10_000
 
 @dataclass(frozen=True)
 class Candidate:
-    """One protocol to try: optimizer, learning rate, momentum, batch size, most epochs."""
+    """One protocol to try: optimizer, learning rate, momentum, batch size, most epochs, and the
+    learning-rate schedule. A scheduled candidate (``cosine``) anneals over exactly ``max_epochs``,
+    so only its last epoch is a protocol one can retrain: it is judged at that epoch alone."""
 
     optimizer: str
     lr: float
     batch_size: int
     max_epochs: int
     momentum: float = 0.0
+    schedule: str = "constant"
 
     @property
     def name(self) -> str:
         momentum = f" m{self.momentum:g}" if self.momentum else ""
-        return f"{self.optimizer} {self.lr:g}{momentum}, batch {self.batch_size}"
+        schedule = "" if self.schedule == "constant" else f", {self.schedule} over {self.max_epochs} ep"
+        return f"{self.optimizer} {self.lr:g}{momentum}, batch {self.batch_size}{schedule}"
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ SEARCHES: dict[str, Search] = {
         (
             Candidate("sgd", 0.05, 32, 15, momentum=0.9),
             Candidate("adam", 3e-4, 32, 15),
+            Candidate("adam", 1e-3, 32, 20, schedule="cosine"),
+            Candidate("sgd", 0.05, 32, 20, momentum=0.9, schedule="cosine"),
         ),
         "test_accuracy",
         paper=(("FA", 98.63),),
@@ -153,10 +159,14 @@ class TuningStore:
 
 def best_choice(results: Iterable[tuple[Candidate, list[float]]], higher_is_better: bool) -> tuple[Candidate, int, float]:
     """The (candidate, epochs, value) with the best validation value; ties go to fewer epochs,
-    then to the earlier candidate."""
+    then to the earlier candidate. A scheduled candidate counts only at its last scheduled epoch
+    (earlier epochs ran under a schedule that a shorter run would not have)."""
     best: tuple[Candidate, int, float] | None = None
     for candidate, values in results:
-        for epoch, value in enumerate(values, start=1):
+        epochs = enumerate(values, start=1)
+        if candidate.schedule != "constant":
+            epochs = [(e, v) for e, v in epochs if e == candidate.max_epochs]
+        for epoch, value in epochs:
             if best is None:
                 better = True
             elif higher_is_better:
@@ -198,10 +208,12 @@ def run_search(
         tried: list[tuple[Candidate, list[float]]] = []
         for candidate in search.candidates:
             epochs = candidate.max_epochs if max_epochs is None else min(max_epochs, candidate.max_epochs)
+            candidate = replace(candidate, max_epochs=epochs)  # a capped schedule anneals over the cap
             key = f"{model}/{label}/search/{candidate.name}/{epochs} ep"
             if key not in store.data:
                 config = replace(base, optimizer=candidate.optimizer, lr=candidate.lr, momentum=candidate.momentum,
-                                 batch_size=candidate.batch_size, epochs=epochs, sigma=search.search_sigma).validate()
+                                 lr_schedule=candidate.schedule, batch_size=candidate.batch_size, epochs=epochs,
+                                 sigma=search.search_sigma).validate()
                 progress(f"search {key}")
                 try:
                     values, _, wall = _train_history(config, split, search.metric)
@@ -217,7 +229,8 @@ def run_search(
             if done is not None and done.get("chosen") == chosen:
                 continue
             config = replace(base, optimizer=candidate.optimizer, lr=candidate.lr, momentum=candidate.momentum,
-                             batch_size=candidate.batch_size, epochs=epochs, sigma=sigma).validate()
+                             lr_schedule=candidate.schedule, batch_size=candidate.batch_size, epochs=epochs,
+                             sigma=sigma).validate()
             progress(f"final  {final_key}: {candidate.name}, {epochs} ep")
             _, final, wall = _train_history(config, full, search.metric)
             store.put(final_key, {"chosen": chosen, "test": final[search.metric], "wall_s": wall, "sigma": sigma,

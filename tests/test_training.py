@@ -188,3 +188,40 @@ def test_plain_sgd_step_equals_torch_sgd(model_name) -> None:
     for (name, a), b in zip(reference.named_parameters(), fast.parameters()):
         torch.testing.assert_close(b, a, msg=name)
     assert not torch.equal(build_model(model_name, "mnist", "fa", seed=4).fc3.weight, fast.fc3.weight)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_cosine_schedule_sets_each_steps_learning_rate(monkeypatch, optimizer):
+    import math
+
+    import fa_core.training as training
+
+    seen: list[float] = []
+    real_make_step = training.make_step
+
+    def spying_make_step(model, opt):
+        step = real_make_step(model, opt)
+
+        def spy(inputs, target):
+            seen.append(opt.param_groups[0]["lr"])
+            return step(inputs, target)
+
+        return spy
+
+    monkeypatch.setattr(training, "make_step", spying_make_step)
+    data = synthetic_dataset(n_train=256)
+    config = quick(optimizer=optimizer, lr=0.02, lr_schedule="cosine", epochs=2)
+    events = run(config, data)
+    total = events[0].total_steps
+    assert len(seen) == total == 16
+    expected = [0.02 * 0.5 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
+    assert seen == pytest.approx(expected, rel=1e-12)
+    assert seen[0] == 0.02 and seen[-1] < 0.02 * 0.01
+    constant = run(quick(optimizer=optimizer, lr=0.02, epochs=2), data)
+    assert [e.record["train_loss"] for e in events if isinstance(e, EpochEnded)] != \
+        [e.record["train_loss"] for e in constant if isinstance(e, EpochEnded)]
+
+
+def test_unknown_schedule_is_refused_by_name():
+    with pytest.raises(ConfigError, match="unknown learning-rate schedule 'step'.*constant, cosine"):
+        quick(lr_schedule="step").validate()

@@ -59,3 +59,25 @@ def test_cli_tune_help_names_the_models(capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert all(model in out for model in ("mlp", "dae", "lc_cnn"))
+
+
+def test_scheduled_candidate_counts_only_at_its_last_epoch():
+    flat, cosine = Candidate("sgd", 0.1, 32, 3), Candidate("adam", 1e-3, 32, 3, schedule="cosine")
+    assert cosine.name == "adam 0.001, batch 32, cosine over 3 ep"
+    # the cosine run's best epoch (2) is not a protocol one can retrain; its last epoch is
+    assert best_choice([(flat, [90.0, 94.0, 93.0]), (cosine, [91.0, 96.0, 95.0])], True) == (cosine, 3, 95.0)
+    assert best_choice([(flat, [90.0, 96.0, 93.0]), (cosine, [91.0, 97.0, 95.0])], True) == (flat, 2, 96.0)
+
+
+def test_capped_search_anneals_a_scheduled_candidate_over_the_cap(tmp_path, monkeypatch):
+    data = synthetic_dataset()
+    monkeypatch.setitem(tuning.SEARCHES, "mlp", tuning.Search(
+        "mlp", (("FA", "fa", ()),),
+        (Candidate("sgd", 1e-6, 32, 5), Candidate("sgd", 0.2, 32, 5, schedule="cosine")),
+        "test_accuracy", paper=(("FA", 97.69),),
+    ))
+    store = run_search("mlp", tmp_path, "cpu", dataset=data, max_epochs=2, progress=lambda line: None)
+    final = store.data["mlp/FA/final"]
+    assert final["chosen"]["candidate"] == "sgd 0.2, batch 32, cosine over 2 ep"
+    assert final["chosen"]["epochs"] == 2
+    assert final["config"]["lr_schedule"] == "cosine" and final["config"]["epochs"] == 2
