@@ -29,6 +29,7 @@ from app_pages.shared import (
     owner_id,
     run_store,
 )
+from app_pages.watchdog import live_view_watchdog
 
 
 manager = job_manager()
@@ -334,6 +335,8 @@ def live_view() -> None:
 if snapshot is not None:
     was_active = snapshot.active
     st.fragment(live_view, run_every=1.0 if was_active else None)()
+    if was_active:
+        live_view_watchdog()
     st.checkbox("Show the first layer's W∠B angle (its B is never used)", key="show_unused")
     if snapshot.done and snapshot.checkpoint_saved:
         default = f"{snapshot.config['model']}-{snapshot.config['rule']}-{snapshot.config['dataset']}"

@@ -100,3 +100,43 @@ def test_live_progress_pause_resume_leave_return_and_stop(server, page) -> None:
     page.get_by_text("Test accuracy").first.wait_for()
     assert (server.runs_dir / job / "model.safetensors").is_file()
     wait_for(lambda: page.locator(".st-key-stop button").count() == 0, 30, message="the Stop button gone")
+
+
+FREEZE_PAGE_TIMERS = """() => {
+    // Stop every timer of the page's own window, as the frozen views under load behaved: the
+    // fragments' auto-rerun intervals are gone, so the live view stops re-rendering.
+    const newest = setTimeout(() => {}, 0);
+    for (let id = 0; id <= newest + 10000; id++) { clearInterval(id); clearTimeout(id); }
+    window.__faLabFrozen = true;
+}"""
+
+
+def reloaded(page) -> bool:
+    """True once the page no longer carries the freeze marker (a new document was loaded)."""
+    try:
+        return page.evaluate("() => window.__faLabFrozen !== true")
+    except Exception:  # noqa: BLE001 - the document is being replaced; ask again
+        return False
+
+
+def test_watchdog_reloads_a_live_view_that_stopped_updating(new_server, page) -> None:
+    server = new_server(env={"FA_LAB_WATCHDOG_S": "8", "FA_LAB_MAX_JOBS": "1"})
+    open_train(page, server.url)
+    quick_run_smallest(page)
+    set_number(page, "Epochs", 200)
+    click_key(page, "start")
+    job = wait_for(lambda: query_param(page, "job"), 60, message="the job id in the URL")
+    wait_for(lambda: (p := job_progress(page)) and p[0] == "running" and p[1] > 0, 120, message="running")
+
+    page.evaluate(FREEZE_PAGE_TIMERS)
+    frozen = job_progress(page)
+    page.wait_for_timeout(4000)
+    assert job_progress(page) == frozen, "freezing the page's timers should stop its live view"
+
+    # The watchdog (its own iframe window, its own timers) sees no change for 8 s and reloads.
+    wait_for(lambda: reloaded(page), 60, message="the page to reload")
+    assert query_param(page, "job") == job
+    wait_for(lambda: (p := job_progress(page)) and p[0] == "running" and p[1] > frozen[1], 120,
+             message="the reloaded live view to show the job advancing")
+    click_key(page, "stop")
+    wait_for(lambda: (job_progress(page) or ("",))[0] == "stopped", 60, message="stopped")
