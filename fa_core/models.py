@@ -156,6 +156,21 @@ def _lc_cnn_nobias(shape, classes, rule, gen) -> OrderedDict[str, nn.Module]:
     return _cnn(shape, classes, rule, gen, local=True, local_bias=False)
 
 
+@register_model("lc_cnn_lc_bp", "locally connected CNN whose LC layers pass the error down with W (the rule acts on the FC layers)")
+def _lc_cnn_lc_bp(shape, classes, rule, gen) -> OrderedDict[str, nn.Module]:
+    """A diagnostic hybrid: ``lc_cnn`` whose locally connected layers send ``delta_x = W^T delta_y``
+    (backpropagation) while the fully connected layers follow the rule. It is what a network gets
+    whose LC layers are built from ordinary autograd operations, with the rule's custom backward
+    only on the dense layers. Every ``W`` and the FC layers' ``B`` equal ``lc_cnn``'s for a seed (the
+    LC layers draw their ``B`` and then drop it)."""
+    layers = _cnn(shape, classes, rule, gen, local=True)
+    for name, layer in layers.items():
+        if name.startswith("lc"):
+            layer.rule = get_rule("bp")
+            layer.feedback = None
+    return layers
+
+
 @register_model("conv_cnn", "shared-weight CNN of the same shape (the paper's BP baseline)")
 def _conv_cnn(shape, classes, rule, gen) -> OrderedDict[str, nn.Module]:
     return _cnn(shape, classes, rule, gen, local=False)

@@ -90,6 +90,10 @@ def _classifier_table(table: str, dataset: str, paper: dict[tuple[str, str], flo
             Cell(table, f"{row} (summed loss, LC bias fixed at 0)", "CNN", replace(frozen, model="lc_cnn_nobias"),
                  "test_accuracy", paper[(row, "CNN")], "the reference code's LC biases never train: left out")
         )
+        cells.append(
+            Cell(table, f"{row} (summed loss, LC layers pass W back)", "CNN", replace(frozen, model="lc_cnn_lc_bp"),
+                 "test_accuracy", paper[(row, "CNN")], "diagnostic: the rule on the FC layers only")
+        )
     fc_paper = TrainConfig(dataset=dataset, seed=PAPER_SEED, model="mlp", **CNN_PROTOCOL)
     for row, (rule, params) in rules.items():
         cells.append(

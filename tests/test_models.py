@@ -72,3 +72,23 @@ def test_lc_cnn_nobias_is_lc_cnn_without_the_local_biases() -> None:
     assert set(plain_state) - set(nobias.state_dict()) == {"lc1.bias", "lc2.bias"}
     x = torch.rand(4, 1, 28, 28)
     assert nobias(x).shape == (4, 10)
+
+
+def test_lc_cnn_lc_bp_passes_w_back_through_the_local_layers_only() -> None:
+    """The hybrid keeps lc_cnn's weights and FC feedback for a seed; its LC layers use W backward."""
+    plain = build_model("lc_cnn", "mnist", "fa", seed=5)
+    hybrid = build_model("lc_cnn_lc_bp", "mnist", "fa", seed=5)
+    assert hybrid.lc1.feedback is None and hybrid.lc2.feedback is None
+    assert hybrid.lc2.rule.name == "bp" and hybrid.fc3.rule.name == "fa" and hybrid.fc4.rule.name == "fa"
+    plain_state = plain.state_dict()
+    for key, value in hybrid.state_dict().items():
+        assert torch.equal(value, plain_state[key]), key
+    assert set(plain_state) - set(hybrid.state_dict()) == {"lc1.feedback", "lc2.feedback"}
+    # lc2's input gradient is W's (BP) in the hybrid and B's in lc_cnn, for the same output gradient
+    x = torch.rand(3, 6, 14, 14, requires_grad=True)
+    grad = torch.randn(3, 16, 14, 14)
+    (g_hybrid,) = torch.autograd.grad(hybrid.lc2(x), x, grad)
+    (g_plain,) = torch.autograd.grad(plain.lc2(x), x, grad)
+    bp = build_model("lc_cnn", "mnist", "bp", seed=5)
+    (g_bp,) = torch.autograd.grad(bp.lc2(x), x, grad)
+    assert torch.allclose(g_hybrid, g_bp, atol=1e-6) and not torch.allclose(g_hybrid, g_plain, atol=1e-3)
