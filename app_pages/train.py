@@ -284,6 +284,10 @@ def save_checkpoint_form(run_id: str, default_name: str) -> None:
 
 def live_view() -> None:
     """Progress, live metrics and charts of the attached job (re-run every second while active)."""
+    if st.query_params.get("job") != job_id:
+        # The browser's URL lost the job (seen after a page change through the sidebar menu):
+        # put it back, so a reload or a copied link still reattaches.
+        st.query_params["job"] = job_id
     try:
         snap = manager.snapshot(job_id, owner)
     except JobError as err:

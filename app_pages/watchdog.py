@@ -4,8 +4,8 @@ Under heavy load (``docs/reliability.md``), a page's live view was seen to stop 
 its job ran on: the browser no longer asked for the fragments' timed reruns. A reload starts a new
 Streamlit session, which reattaches to the job through ``?job=&sid=`` and shows it live again.
 
-The watchdog is a tiny script in a zero-height ``components.html`` iframe (same origin as the app,
-so it can read the page; its own window, so its timers survive whatever stops the page's). Every
+The watchdog is a tiny script in an ``st.iframe`` of HTML (same origin as the app, so it can
+read the page; its own window, so its timers survive whatever stops the page's). Every
 2 s it reads the text of the page's progress bars, which changes on every live re-render while a job
 runs (the elapsed time is part of it). When some bar says ``running`` and the text has not changed
 for ``stale_s`` seconds, it reloads the page, at most ``MAX_RELOADS`` times in ``RELOAD_WINDOW_S``
@@ -20,7 +20,6 @@ import json
 import os
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 DEFAULT_STALE_S = 60.0
 MAX_RELOADS = 3
@@ -89,4 +88,4 @@ def live_view_watchdog() -> None:
         st.warning(str(err))
         return
     if stale_s > 0:
-        components.html(watchdog_html(stale_s), height=0)
+        st.iframe(watchdog_html(stale_s), height="content")

@@ -86,7 +86,7 @@ def test_live_progress_pause_resume_leave_return_and_stop(server, page) -> None:
     page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Train").click()
     page.locator(".st-key-stop button").wait_for()
     wait_for(lambda: (p := job_progress(page)) and p[0] == "running", 30, message="the job shown again")
-    assert query_param(page, "job") == job
+    wait_for(lambda: query_param(page, "job") == job, 15, message="the job id back in the URL")
 
     # A reload (a new Streamlit session with only the URL) reattaches too.
     page.reload()
