@@ -53,7 +53,15 @@ from fa_core.plots import (
 )
 from fa_core.runs import RunError
 from fa_core.training import OPTIMIZERS, ConfigError, TrainConfig
-from app_pages.shared import STATUS_ICONS, format_duration, job_manager, owner_id, run_store
+from app_pages.shared import (
+    STATUS_ICONS,
+    format_duration,
+    job_manager,
+    keep_settings,
+    owner_id,
+    restore_settings,
+    run_store,
+)
 
 RULE_OPTIONS = ["bp", "fa"] + [f"fa_ex{p}" for p in FA_EX_P_CHOICES]
 # Points per curve sent to the browser on each live refresh (longer histories are downsampled).
@@ -130,7 +138,12 @@ def load_settings_from_url() -> None:
         st.session_state["cmp_notice"] = ("warning", "Ignored from the link: " + "; ".join(problems))
 
 
+restore_settings("compare")
 load_settings_from_url()
+
+SETTING_KEYS = ("cmp_dataset", "cmp_model", "cmp_rules", "cmp_seed", "cmp_fraction", "cmp_sigma", "cmp_mode",
+                "cmp_name", "cmp_batch_", "cmp_epochs_", "cmp_lr_", "cmp_opt_")
+"""Prefixes of the form's widget keys, kept across a trip to another page (not its buttons or charts)."""
 
 # ---- which comparison is attached? -------------------------------------------------------------------
 url_group = _url("cmp")
@@ -201,6 +214,8 @@ with st.container(border=True):
                f"{protocol['epochs']} epochs, seed {protocol['seed']}).")
     if dataset_status(dataset) != "ready":
         st.caption(f"`{dataset}` is {dataset_status(dataset)} here: the first run downloads and verifies it.")
+
+    keep_settings("compare", SETTING_KEYS)
 
     def build_base() -> TrainConfig:
         return TrainConfig(

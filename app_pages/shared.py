@@ -108,6 +108,30 @@ def owner_id() -> str:
     return owner
 
 
+_KEPT = "_kept_settings_"
+
+
+def restore_settings(page: str) -> None:
+    """Put back ``page``'s settings that Streamlit dropped while another page was shown.
+
+    Streamlit deletes a widget's value at the end of every run that did not draw the widget, so a
+    trip to another page resets a form. :func:`keep_settings` copies the values into a plain
+    session key (which is never deleted); call this before the page draws its widgets.
+    """
+    for key, value in st.session_state.get(_KEPT + page, {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def keep_settings(page: str, prefixes: tuple[str, ...]) -> None:
+    """Remember, for ``page``, the values of the widgets whose keys start with one of ``prefixes``
+    (call it after the page drew them; leave buttons and charts out: their values cannot be set)."""
+    st.session_state[_KEPT + page] = {
+        key: value for key, value in st.session_state.items()
+        if isinstance(key, str) and key.startswith(prefixes)
+    }
+
+
 def device_summary() -> dict[str, str]:
     """Compute device facts for display."""
     if torch.cuda.is_available():

@@ -26,7 +26,9 @@ from app_pages.shared import (
     checkpoints_dir,
     format_duration,
     job_manager,
+    keep_settings,
     owner_id,
+    restore_settings,
     run_store,
 )
 from app_pages.watchdog import live_view_watchdog
@@ -96,6 +98,7 @@ def load_settings_from_url() -> None:
         notice("Ignored from the link: " + "; ".join(problems), "warning")
 
 
+restore_settings("train")
 load_settings_from_url()
 
 # ---- configuration -------------------------------------------------------------------------------
@@ -164,6 +167,7 @@ with st.container(border=True):
         )
         device = a3.selectbox("Device", ["auto", "cpu", "cuda"], key="cfg_device")
 
+    keep_settings("train", ("cfg_",))
     status = dataset_status(dataset)
     if status != "ready":
         st.caption(f"`{dataset}` is {status} here; the run downloads and verifies it first "

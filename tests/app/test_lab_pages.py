@@ -270,3 +270,19 @@ def test_inspect_bp_mlp_and_checkpoint_file(app_env: Path) -> None:
 
     empty = open_page(INSPECT, {"run": "20200101-000000-mlp-fa-000000"})
     assert any("no saved checkpoint" in w.value for w in empty.warning)
+
+
+def test_compare_settings_survive_a_trip_to_another_page(app_env: Path) -> None:
+    at = open_page(COMPARE)
+    at.number_input(key="cmp_epochs_mlp").set_value(5)
+    at.number_input(key="cmp_seed").set_value(9)
+    at.multiselect(key="cmp_rules").set_value(["bp", "fa"])
+    at.run()
+    at.switch_page("app_pages/home.py").run()
+    for key in [k for k in at.query_params if k != "sid"]:
+        del at.query_params[key]  # the sidebar menu's link carries none of the page's settings
+    at.switch_page(COMPARE).run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="cmp_epochs_mlp").value == 5
+    assert at.number_input(key="cmp_seed").value == 9
+    assert at.multiselect(key="cmp_rules").value == ["bp", "fa"]

@@ -207,3 +207,21 @@ def test_home_fetch_button_runs_in_background(app_env: Path, monkeypatch: pytest
     from app_pages.shared import fetcher
 
     assert fetcher().wait("mnist", 10).status == "done"
+
+
+def test_train_settings_survive_a_trip_to_another_page(app_env: Path) -> None:
+    at = train_page()
+    at.number_input(key="cfg_epochs_mlp").set_value(7)
+    at.number_input(key="cfg_seed").set_value(11)
+    at.selectbox(key="cfg_lr_schedule").set_value("cosine")
+    at.text_input(key="cfg_name").set_value("kept name")
+    at.run()
+    at.switch_page("app_pages/home.py").run()
+    assert not at.exception, at.exception
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="cfg_epochs_mlp").value == 7
+    assert at.number_input(key="cfg_seed").value == 11
+    assert at.selectbox(key="cfg_lr_schedule").value == "cosine"
+    assert at.text_input(key="cfg_name").value == "kept name"
+    assert not [w.value for w in at.warning if "Session State" in str(w.value)]
