@@ -103,6 +103,8 @@ def test_paper_cells() -> None:
     assert quick.paper == 88.24 and not quick.exact
     assert any("3 epochs" in d for d in quick.differences)
     assert any("10% of the training set" in d for d in quick.differences)
+    cosine = paper_cell(TrainConfig(model="lc_cnn", rule="fa", lr_schedule="cosine"))
+    assert not cosine.exact and cosine.differences == ("cosine lr schedule (cell: constant)",)
     assert paper_cell(TrainConfig(model="lc_cnn", rule="fa")).paper == 98.63
     assert paper_cell(TrainConfig(model="conv_cnn", rule="bp")).paper == 98.95
     assert paper_cell(TrainConfig(model="lc_cnn", rule="bp")) is None  # the paper's BP CNN is conv_cnn
