@@ -105,6 +105,7 @@ SEARCHES: dict[str, Search] = {
             Candidate("adam", 3e-4, 32, 15),
             Candidate("adam", 1e-3, 32, 20, schedule="cosine"),
             Candidate("sgd", 0.05, 32, 20, momentum=0.9, schedule="cosine"),
+            Candidate("adam", 3e-4, 32, 30, schedule="cosine"),
         ),
         "test_accuracy",
         paper=(("FA", 98.63),),
