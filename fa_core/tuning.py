@@ -79,6 +79,8 @@ SEARCHES: dict[str, Search] = {
             Candidate("sgd", 0.05, 32, 20, momentum=0.9),
             Candidate("adam", 1e-3, 32, 20),
             Candidate("adam", 3e-4, 32, 20),
+            Candidate("adam", 1e-3, 32, 30, schedule="cosine"),
+            Candidate("sgd", 0.05, 32, 30, momentum=0.9, schedule="cosine"),
         ),
         "test_accuracy",
         paper=(("BP", 98.10), ("FA", 97.69), ("FA_EX-100%", 88.24)),
