@@ -8,7 +8,6 @@ atomically, skips those already there, and writes a Markdown table of paper vs m
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import platform
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from .checkpoints import atomic_write_bytes
+from .jsonstore import update_json
 from .training import EpochEnded, RunEnded, RunFailed, TrainConfig, train
 
 FC_PROTOCOL: dict[str, Any] = {"optimizer": "sgd", "lr": 0.2, "batch_size": 32, "epochs": 10}
@@ -177,22 +177,16 @@ class ResultStore:
         return self.data.get(cell.cell_id, {}).get("runs", {}).get(str(seed))
 
     def put(self, cell: Cell, seed: int, result: dict[str, Any]) -> None:
-        """Record one (cell, seed) result. Under an exclusive lock the file is read again and the
-        result merged in, so several ``reproduce`` processes can share one results folder."""
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                if self.path.exists():
-                    self.data = json.loads(self.path.read_text())
-                entry = self.data.setdefault(cell.cell_id, {"paper": cell.paper, "metric": cell.metric, "runs": {}})
-                entry["paper"] = cell.paper
-                entry["runs"][str(seed)] = result
-                text = json.dumps(self.data, indent=2, sort_keys=True)
-                atomic_write_bytes(self.path, lambda tmp: Path(tmp).write_text(text))
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        """Record one (cell, seed) result, merged into the file as it is now (see
+        :func:`~fa_core.jsonstore.update_json`), so several ``reproduce`` processes can share one
+        results folder."""
+
+        def change(data: dict[str, Any]) -> None:
+            entry = data.setdefault(cell.cell_id, {"paper": cell.paper, "metric": cell.metric, "runs": {}})
+            entry["paper"] = cell.paper
+            entry["runs"][str(seed)] = result
+
+        self.data = update_json(self.path, change)
 
 
 def run_cell(cell: Cell, config: TrainConfig, on_event: Callable[[Any], None] | None = None) -> dict[str, Any]:

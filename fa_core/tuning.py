@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import atomic_write_bytes
+from .jsonstore import update_json
 from .data import InMemoryDataset, load_dataset
 from .reproduce import PAPER_SEED, environment
 from .training import EpochEnded, RunEnded, RunFailed, TrainConfig, train
@@ -145,7 +146,7 @@ def _train_history(config: TrainConfig, dataset: InMemoryDataset, metric: str) -
 
 @dataclass
 class TuningStore:
-    """``tuning.json``: result key -> result, rewritten atomically after every run."""
+    """``tuning.json``: result key -> result, merged and rewritten atomically after every run."""
 
     path: Path
     data: dict[str, Any]
@@ -155,9 +156,9 @@ class TuningStore:
         return cls(path, json.loads(path.read_text()) if path.exists() else {})
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        self.data[key] = value
-        text = json.dumps(self.data, indent=2, sort_keys=True)
-        atomic_write_bytes(self.path, lambda tmp: Path(tmp).write_text(text))
+        """Record one result, merged into the file as it is now (several ``tune`` processes, e.g.
+        for different models, may share it; see :func:`~fa_core.jsonstore.update_json`)."""
+        self.data = update_json(self.path, lambda data: data.__setitem__(key, value))
 
 
 def best_choice(results: Iterable[tuple[Candidate, list[float]]], higher_is_better: bool) -> tuple[Candidate, int, float]:
