@@ -141,9 +141,9 @@ def load_settings_from_url() -> None:
 restore_settings("compare")
 load_settings_from_url()
 
+# Prefixes of the form's widget keys, kept across a trip to another page (not its buttons or charts).
 SETTING_KEYS = ("cmp_dataset", "cmp_model", "cmp_rules", "cmp_seed", "cmp_fraction", "cmp_sigma", "cmp_mode",
                 "cmp_name", "cmp_batch_", "cmp_epochs_", "cmp_lr_", "cmp_opt_")
-"""Prefixes of the form's widget keys, kept across a trip to another page (not its buttons or charts)."""
 
 # ---- which comparison is attached? -------------------------------------------------------------------
 url_group = _url("cmp")

@@ -17,8 +17,8 @@ from fa_core.training import ConfigError
 from fa_core.tuning import tuned_rows
 from app_pages.shared import REPO_ROOT, job_manager, owner_id
 
+# Where ``reproduce`` and ``tune`` wrote their results (``$FA_LAB_REPRODUCTION_DIR`` moves it).
 RESULTS_DIR = Path(os.environ.get("FA_LAB_REPRODUCTION_DIR") or REPO_ROOT / "reproduction")
-"""Where ``reproduce`` and ``tune`` wrote their results (``$FA_LAB_REPRODUCTION_DIR`` moves it)."""
 RESULTS_PATH = RESULTS_DIR / "results.json"
 TUNING_PATH = RESULTS_DIR / "tuning.json"
 VERDICT_COLOURS = {

@@ -225,3 +225,22 @@ def test_train_settings_survive_a_trip_to_another_page(app_env: Path) -> None:
     assert at.selectbox(key="cfg_lr_schedule").value == "cosine"
     assert at.text_input(key="cfg_name").value == "kept name"
     assert not [w.value for w in at.warning if "Session State" in str(w.value)]
+
+
+def test_page_scripts_have_no_stray_strings_for_streamlit_magic_to_print() -> None:
+    """Streamlit's "magic" writes every bare expression of a page script to the page: a string
+    after an assignment (an attribute docstring) would appear as text above the page's title."""
+    import ast
+
+    from app_pages.shared import HOME_PAGE, TRAIN_PAGE
+
+    app_py = APP.read_text()
+    pages = sorted({line.split('"')[1] for line in app_py.splitlines() if 'st.Page("' in line} | {HOME_PAGE, TRAIN_PAGE})
+    assert len(pages) == app_py.count("st.Page("), pages
+    stray = []
+    for page in ["app.py", *pages]:
+        tree = ast.parse((APP.parent / page).read_text())
+        for index, node in enumerate(tree.body):
+            if index and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                stray.append(f"{page}:{node.lineno}")
+    assert stray == []
