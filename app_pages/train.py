@@ -179,8 +179,8 @@ with st.container(border=True):
             train_limit = max(int(batch_size), math.ceil(fraction * DATASETS[dataset].train_size))
         return TrainConfig(
             dataset=dataset, model=model, rule=rule, rule_params=rule_params, optimizer=optimizer,
-            lr=float(lr), lr_schedule=lr_schedule, momentum=float(momentum), batch_size=int(batch_size), epochs=int(epochs),
-            seed=int(seed), sigma=sigma, device=device, train_limit=train_limit,
+            lr=float(lr), lr_schedule=lr_schedule, momentum=float(momentum), batch_size=int(batch_size),
+            epochs=int(epochs), seed=int(seed), sigma=sigma, device=device, train_limit=train_limit,
         )
 
     b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 4])

@@ -108,7 +108,7 @@ class TrainConfig:
             problems.append(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             problems.append(f"learning rate must be a finite number > 0, got {self.lr!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
+        if not isinstance(self.lr_schedule, str) or self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"unknown learning-rate schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
         if not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1), got {self.momentum!r}")

@@ -225,3 +225,5 @@ def test_cosine_schedule_sets_each_steps_learning_rate(monkeypatch, optimizer):
 def test_unknown_schedule_is_refused_by_name():
     with pytest.raises(ConfigError, match="unknown learning-rate schedule 'step'.*constant, cosine"):
         quick(lr_schedule="step").validate()
+    with pytest.raises(ConfigError, match="unknown learning-rate schedule"):
+        quick(lr_schedule=["cosine"]).validate()  # e.g. from a hand-edited config file
